@@ -1,0 +1,36 @@
+"""ntjax: neural forecasting for trading research, in JAX.
+
+    import ntjax as nt
+    df = nt.load_dataset("etth1", columns="OT")
+    record = nt.train(df, nt.NHITSConfig(horizon=24, input_size=168))
+    nt.forecast(record, df, levels=(80,))
+    nt.evaluate(record, df, test_size=24 * 7)
+"""
+
+from ntjax import data, metrics, models
+from ntjax._version import __version__
+from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
+from ntjax.data import from_wide, load_dataset, train_test_split
+from ntjax.evaluate import evaluate, evaluate_seasonal_naive
+from ntjax.predict import forecast
+from ntjax.registry import ModelRecord, Registry
+from ntjax.train import train
+
+__all__ = [
+    "ModelRecord",
+    "NHITSConfig",
+    "OptimizerConfig",
+    "Registry",
+    "TrainingConfig",
+    "__version__",
+    "data",
+    "evaluate",
+    "evaluate_seasonal_naive",
+    "forecast",
+    "from_wide",
+    "load_dataset",
+    "metrics",
+    "models",
+    "train",
+    "train_test_split",
+]

@@ -1,0 +1,143 @@
+"""Series packed into dense arrays, and the windows cut from them.
+
+A ``Panel`` holds every series right-aligned in one ``[series, time, channel]`` array (NaN
+before a series starts), so "the last ``n`` steps" is the same slice for every series and a
+window is ``(series, start)``. Channels are ``y``, then ``hist_exog``, then ``futr_exog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+
+from ntjax.config import ModelConfig
+from ntjax.data.frame import Frequency, datetime_to_us, infer_frequency
+
+
+@dataclass(frozen=True, eq=False)
+class Panel:
+    """Series of a validated long frame as arrays.
+
+    Attributes:
+      ids: series names, in frame order.
+      columns: channel names (``y`` first).
+      values: ``[n_series, time, n_channels]`` float64, right-aligned, NaN-padded on the left.
+      lengths: ``[n_series]`` observed points per series.
+      ds: ``[n_series, time]`` int64 time stamps (microseconds for datetimes), right-aligned.
+      ds_is_int: whether ``ds`` was an integer column.
+    """
+
+    ids: tuple[str, ...]
+    columns: tuple[str, ...]
+    values: np.ndarray
+    lengths: np.ndarray
+    ds: np.ndarray
+    ds_is_int: bool
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_time(self) -> int:
+        return self.values.shape[1]
+
+    def frequencies(self) -> list[Frequency]:
+        return [
+            infer_frequency(self.ds[i, self.n_time - n :], is_int=self.ds_is_int)
+            for i, n in enumerate(self.lengths)
+        ]
+
+    def ds_values(self, series: int, positions: np.ndarray) -> list[Any]:
+        """Time stamps as Python values (int or datetime) at ``positions`` of one series."""
+        raw = self.ds[series, positions]
+        if self.ds_is_int:
+            return raw.tolist()
+        return pl.Series(raw).cast(pl.Datetime("us")).to_list()
+
+    def future_ds(self, horizon: int) -> list[list[Any]]:
+        """The ``horizon`` time stamps after each series' last one."""
+        last = [self.ds_values(i, np.array([-1]))[0] for i in range(self.n_series)]
+        return [f.advance(v, horizon) for f, v in zip(self.frequencies(), last, strict=True)]
+
+    def head(self, n_time: int) -> Panel:
+        """The panel cut to its first ``n_time`` steps (as if later data did not exist)."""
+        drop = self.n_time - n_time
+        lengths = np.maximum(self.lengths - drop, 0)
+        pad = np.full((self.n_series, drop, len(self.columns)), np.nan)
+        values = np.concatenate([pad, self.values[:, :n_time]], axis=1)
+        ds = np.concatenate([np.zeros((self.n_series, drop), np.int64), self.ds[:, :n_time]], 1)
+        return Panel(self.ids, self.columns, values, lengths, ds, self.ds_is_int)
+
+
+def pack(frame: pl.DataFrame, columns: Sequence[str] = ("y",), *, tail: int | None = None) -> Panel:
+    """Packs a validated long frame (rows grouped by series, time-ordered).
+
+    Args:
+      frame: output of ``ntjax.data.validate``.
+      columns: value columns to pack, ``y`` first.
+      tail: keep only the last ``tail`` rows of each series (fast path for forecasting).
+    """
+    runs = frame["unique_id"].rle().struct.unnest()
+    ids = tuple(runs["value"].to_list())
+    if len(set(ids)) != len(ids):
+        raise ValueError("rows of each series must be contiguous; pass the frame through validate.")
+    lengths_all = runs["len"].to_numpy().astype(np.int64)
+    ends = np.cumsum(lengths_all)
+    lengths = lengths_all if tail is None else np.minimum(lengths_all, tail)
+    n_time = int(lengths.max())
+    # Row r of series s lands at time position n_time - (end_s - r).
+    series_of_row = np.repeat(np.arange(len(ids)), lengths)
+    row_index = np.concatenate(
+        [np.arange(e - n, e) for e, n in zip(ends, lengths, strict=True)]
+    ) if tail is not None else np.arange(int(ends[-1]))
+    time_pos = n_time - (np.repeat(ends, lengths) - row_index)
+    data = frame.select(list(columns)).to_numpy().astype(np.float64, copy=False)
+    values = np.full((len(ids), n_time, len(columns)), np.nan)
+    values[series_of_row, time_pos] = data[row_index]
+    ds_all = datetime_to_us(frame["ds"])
+    ds = np.zeros((len(ids), n_time), np.int64)
+    ds[series_of_row, time_pos] = ds_all[row_index]
+    return Panel(ids, tuple(columns), values, lengths, ds, frame["ds"].dtype.is_integer())
+
+
+def channels(config: ModelConfig) -> tuple[str, ...]:
+    """The channel layout a config trains on."""
+    return ("y", *config.hist_exog, *config.futr_exog)
+
+
+def gather_windows(
+    values: jax.Array, series: jax.Array, starts: jax.Array, length: int
+) -> jax.Array:
+    """Cuts windows on the device.
+
+    Args:
+      values: ``[n_series, time, n_channels]``.
+      series: ``[batch]`` series index of each window.
+      starts: ``[batch]`` first time index of each window.
+      length: window length (static).
+
+    Returns:
+      ``[batch, length, n_channels]``.
+    """
+    time = starts[:, None] + jnp.arange(length)[None, :]
+    return values[series[:, None], time]
+
+
+def split_window(window: jax.Array, config: ModelConfig) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Splits ``[batch, input_size + horizon, n_channels]`` windows into model inputs and
+    ``[batch, horizon]`` targets."""
+    size = config.input_size
+    n_hist = len(config.hist_exog)
+    inputs = {"y": window[:, :size, 0]}
+    if n_hist:
+        inputs["hist_exog"] = window[:, :size, 1 : 1 + n_hist]
+    if config.futr_exog:
+        inputs["futr_exog"] = window[:, :, 1 + n_hist :]
+    return inputs, window[:, size:, 0]

@@ -1,0 +1,184 @@
+"""Rolling-origin evaluation.
+
+Forecasts are made at cutoffs over the last ``test_size`` steps of each series, each from data
+before its cutoff only, all windows predicted in large batches on the device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntjax.config import ModelConfig
+from ntjax.data.frame import validate
+from ntjax.data.scalers import transform
+from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
+from ntjax.metrics import forecast_metrics, naive_scale
+from ntjax.predict import level_quantiles, quantile_index, scaler_rows, supported_levels
+from ntjax.models import spec_for
+from ntjax.registry import ModelRecord
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _predict_windows(config: ModelConfig, params, values, series, starts, key):
+    window = gather_windows(values, series, starts, config.input_size + config.horizon)
+    inputs, _ = split_window(window, config)
+    return spec_for(config).predict_quantiles(config, params, inputs, key=key)
+
+
+def rolling_cutoffs(n_time: int, *, test_size: int, horizon: int, step_size: int) -> np.ndarray:
+    """Time positions of the first forecast step of each rolling origin."""
+    if test_size < horizon:
+        raise ValueError(f"test_size ({test_size}) must be at least the horizon ({horizon}).")
+    if step_size < 1:
+        raise ValueError(f"step_size must be positive, got {step_size}.")
+    return np.arange(n_time - test_size, n_time - horizon + 1, step_size)
+
+
+def predict_at_cutoffs(
+    record: ModelRecord,
+    scaled: np.ndarray,
+    cutoffs: np.ndarray,
+    *,
+    key: jax.Array | None = None,
+    batch_size: int = 2048,
+) -> np.ndarray:
+    """Scaled quantile forecasts of every series at every cutoff.
+
+    Args:
+      scaled: ``[n_series, time, n_channels]`` scaled values (zeros where missing).
+      cutoffs: ``[n_cutoffs]`` first forecast positions; inputs are the ``input_size`` steps
+        before each.
+
+    Returns:
+      ``[n_series, n_cutoffs, horizon, n_quantiles]``.
+    """
+    config = record.config
+    n_series = scaled.shape[0]
+    series = np.repeat(np.arange(n_series), len(cutoffs)).astype(np.int32)
+    starts = np.tile(cutoffs - config.input_size, n_series).astype(np.int32)
+    total = len(series)
+    batch = min(batch_size, max(total, 1))
+    pad = -total % batch
+    series = np.concatenate([series, np.zeros(pad, np.int32)])
+    starts = np.concatenate([starts, np.full(pad, starts[0], np.int32)])
+    values = jnp.asarray(scaled, jnp.float32)
+    key = jax.random.key(0) if key is None else key
+    chunks = [
+        _predict_windows(
+            config,
+            record.params,
+            values,
+            jnp.asarray(series[i : i + batch]),
+            jnp.asarray(starts[i : i + batch]),
+            jax.random.fold_in(key, i),
+        )
+        for i in range(0, len(series), batch)
+    ]
+    out = np.concatenate([np.asarray(c) for c in chunks])[:total]
+    return out.reshape(n_series, len(cutoffs), config.horizon, -1)
+
+
+def actuals_at_cutoffs(panel: Panel, cutoffs: np.ndarray, horizon: int) -> np.ndarray:
+    """``[n_series, n_cutoffs, horizon]`` observed ``y`` after each cutoff."""
+    time = cutoffs[:, None] + np.arange(horizon)[None, :]
+    return panel.values[:, time, 0]
+
+
+def _check_history(panel: Panel, needed: int, what: str) -> None:
+    short = [(u, int(n)) for u, n in zip(panel.ids, panel.lengths, strict=True) if n < needed]
+    if short:
+        names = ", ".join(f"{u!r} ({n} rows)" for u, n in short[:5])
+        raise ValueError(f"series too short for {what} (need {needed} rows): {names}.")
+
+
+def evaluate(
+    record: ModelRecord,
+    df: Any,
+    *,
+    test_size: int | None = None,
+    step_size: int | None = None,
+    levels: Sequence[float] | None = None,
+    season_length: int = 1,
+    key: jax.Array | None = None,
+) -> dict[str, float]:
+    """Rolling-origin evaluation over the last ``test_size`` steps of each series.
+
+    Args:
+      record: a trained model.
+      df: long frame; the last ``test_size`` steps of each series are the test part and every
+        forecast uses only data before its cutoff.
+      test_size: steps evaluated per series (default: one horizon).
+      step_size: stride between cutoffs (default: the horizon; 1 for the long-horizon protocol).
+      levels: interval levels for coverage and width (default: every level the model's
+        quantiles bound, e.g. 80 for (0.1, 0.5, 0.9)).
+      season_length: seasonal period of the MASE denominator (in-sample naive on data before the
+        first cutoff).
+      key: PRNG key for sampling models.
+
+    Returns:
+      ``mae, rmse, mse, mape, smape, r2, mase, coverage_L, width_L`` (per level), ``n_points``,
+      ``n_windows``, in the units of ``df``.
+    """
+    config = record.config
+    test_size = config.horizon if test_size is None else test_size
+    step_size = config.horizon if step_size is None else step_size
+    levels = supported_levels(config) if levels is None else tuple(levels)
+    bounds = {level: [quantile_index(config, q) for q in level_quantiles(level)] for level in levels}
+    frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
+    panel = pack(frame, channels(config))
+    cutoffs = rolling_cutoffs(
+        panel.n_time, test_size=test_size, horizon=config.horizon, step_size=step_size
+    )
+    _check_history(panel, config.input_size + test_size, f"input_size + test_size")
+    first_cutoff = int(cutoffs[0])
+    loc, scale = scaler_rows(record.scaler, panel, fit_upto=first_cutoff)
+    scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
+    predictions = predict_at_cutoffs(record, scaled, cutoffs, key=key)
+    predictions = predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0]
+    y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
+    mase_scale = [
+        naive_scale(panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length)
+        for i, n in enumerate(panel.lengths)
+    ]
+    intervals = {
+        level: (predictions[..., lo], predictions[..., hi]) for level, (lo, hi) in bounds.items()
+    }
+    result = forecast_metrics(
+        y, predictions[..., config.median_index], mase_scale=mase_scale, intervals=intervals
+    )
+    result["n_windows"] = int(len(cutoffs) * panel.n_series)
+    return result
+
+
+def evaluate_seasonal_naive(
+    df: Any,
+    *,
+    horizon: int,
+    season_length: int = 1,
+    test_size: int | None = None,
+    step_size: int | None = None,
+) -> dict[str, float]:
+    """The same rolling-origin protocol for the seasonal-naive forecast
+    ``y_hat[c + h] = y[c - m + (h mod m)]`` (naive for ``m = 1``): the baseline to beat."""
+    test_size = horizon if test_size is None else test_size
+    step_size = horizon if step_size is None else step_size
+    panel = pack(validate(df))
+    cutoffs = rolling_cutoffs(panel.n_time, test_size=test_size, horizon=horizon, step_size=step_size)
+    _check_history(panel, season_length + test_size, "season_length + test_size")
+    source = cutoffs[:, None] - season_length + (np.arange(horizon) % season_length)[None, :]
+    y_hat = panel.values[:, source, 0]
+    y = actuals_at_cutoffs(panel, cutoffs, horizon)
+    first_cutoff = int(cutoffs[0])
+    mase_scale = [
+        naive_scale(panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length)
+        for i, n in enumerate(panel.lengths)
+    ]
+    result = forecast_metrics(y, y_hat, mase_scale=mase_scale)
+    result["n_windows"] = int(len(cutoffs) * panel.n_series)
+    return result

@@ -1,0 +1,103 @@
+"""The closed table of model families: name -> (Config, init, apply, ...).
+
+Every family exposes pure functions:
+  ``init(config, key) -> params``
+  ``apply(config, params, x, *, key=None) -> [batch, horizon, n_quantiles]``
+and optionally its own training ``loss`` (e.g. a likelihood) and ``predict`` (e.g. sampling).
+Training, forecasting and the store reach a family only through this table, so no code outside
+``ntjax/models`` branches on the model name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ntjax.config import ModelConfig, NHITSConfig
+from ntjax.losses import pinball_loss
+from ntjax.models import nhits
+from ntjax.models._common import Inputs, Params, as_inputs, dummy_inputs, monotone_quantiles
+
+
+def quantile_loss(
+    spec: ModelSpec,
+    config: ModelConfig,
+    params: Params,
+    inputs: Inputs,
+    targets: jax.Array,
+    *,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """Default training loss: pinball over all quantiles, ``[batch, horizon, n_quantiles]``."""
+    predictions = spec.apply(config, params, inputs, key=key)
+    return pinball_loss(predictions, targets, quantiles=config.quantiles)
+
+
+def quantile_predict(
+    spec: ModelSpec, config: ModelConfig, params: Params, inputs: Inputs, *, key=None
+) -> jax.Array:
+    """Default prediction: the deterministic quantile head, ``[batch, horizon, n_quantiles]``."""
+    del key
+    return spec.apply(config, params, inputs)
+
+
+class ModelSpec(NamedTuple):
+    """A model family. ``loss``/``predict`` take the spec first so families can share them."""
+
+    config_cls: type[ModelConfig]
+    init: Callable[..., Params]
+    apply: Callable[..., jax.Array]
+    loss: Callable[..., jax.Array] = quantile_loss
+    predict: Callable[..., jax.Array] = quantile_predict
+    sample: Callable[..., jax.Array] | None = None
+
+    def training_loss(self, config, params, inputs, targets, *, key=None) -> jax.Array:
+        return self.loss(self, config, params, inputs, targets, key=key)
+
+    def predict_quantiles(self, config, params, inputs, *, key=None) -> jax.Array:
+        return self.predict(self, config, params, inputs, key=key)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "nhits": ModelSpec(NHITSConfig, nhits.init, nhits.apply),
+}
+
+CONFIGS: dict[str, type[ModelConfig]] = {name: spec.config_cls for name, spec in MODELS.items()}
+
+
+def get_model(name: str) -> ModelSpec:
+    """The family called ``name``; a clear error for any name outside the table."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}.")
+    return MODELS[name]
+
+
+def spec_for(config: ModelConfig) -> ModelSpec:
+    """The family of a config instance."""
+    return get_model(config.kind)
+
+
+def make_config(name: str, **fields: Any) -> ModelConfig:
+    """``make_config("nhits", horizon=24, input_size=96)``: a config from a model name."""
+    return get_model(name).config_cls(**fields)
+
+
+def count_params(params: Params) -> int:
+    return int(sum(jnp.size(p) for p in jax.tree.leaves(params)))
+
+
+__all__ = [
+    "CONFIGS",
+    "MODELS",
+    "ModelSpec",
+    "as_inputs",
+    "count_params",
+    "dummy_inputs",
+    "get_model",
+    "make_config",
+    "monotone_quantiles",
+    "spec_for",
+]

@@ -1,0 +1,210 @@
+"""Prediction: the jitted predict function and ``forecast``.
+
+``predict_quantiles`` is jitted once per config (a static argument); ``forecast`` turns a frame
+into model inputs (last ``input_size`` points of each series, scaled with the record's
+statistics), predicts, inverts the scaling and returns the forecast frame of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import polars as pl
+
+from ntjax.config import ModelConfig
+from ntjax.data.frame import validate
+from ntjax.data.scalers import ScalerState, fit_scaler
+from ntjax.data.windows import Panel, channels, pack
+from ntjax.models import spec_for
+from ntjax.registry import ModelRecord
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def predict_quantiles(
+    config: ModelConfig, params: Any, inputs: dict[str, jax.Array], key: jax.Array | None = None
+) -> jax.Array:
+    """Quantile forecasts in scaled units.
+
+    Args:
+      config: model config (static).
+      params: model parameters.
+      inputs: ``{"y": [batch, input_size], ...}`` scaled inputs (see ``ntjax.models``).
+      key: randomness for sampling models (DeepAR); ignored by the others.
+
+    Returns:
+      ``[batch, horizon, n_quantiles]``.
+    """
+    return spec_for(config).predict_quantiles(config, params, inputs, key=key)
+
+
+def level_quantiles(level: float) -> tuple[float, float]:
+    """The quantiles bounding a central ``level``% interval: 80 -> (0.1, 0.9)."""
+    if not 0 < level < 100:
+        raise ValueError(f"interval levels must be between 0 and 100, got {level}.")
+    return (100 - level) / 200, (100 + level) / 200
+
+
+def quantile_index(config: ModelConfig, q: float) -> int:
+    for i, have in enumerate(config.quantiles):
+        if abs(have - q) < 1e-9:
+            return i
+    raise ValueError(
+        f"the model predicts quantiles {config.quantiles}; quantile {q:g} is not among them "
+        "(train with quantiles that include it, e.g. 0.025 and 0.975 for a 95% interval)."
+    )
+
+
+def supported_levels(config: ModelConfig) -> tuple[int | float, ...]:
+    """Central interval levels whose two bounds the model predicts, e.g. (80,) for the
+    default quantiles (0.1, 0.5, 0.9)."""
+    levels = []
+    for q in config.quantiles:
+        if q < 0.5 and any(abs(p - (1 - q)) < 1e-9 for p in config.quantiles):
+            level = round((1 - 2 * q) * 100, 6)
+            levels.append(int(level) if float(level).is_integer() else level)
+    return tuple(sorted(levels))
+
+
+def scaler_rows(
+    scaler: ScalerState, panel: Panel, fit_upto: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``loc``/``scale`` ``[n_series, n_channels]`` for a panel: the record's statistics for
+    series it was trained on; for new series, statistics fitted on their data before
+    ``fit_upto`` (all of it by default), so nothing after a cutoff leaks in."""
+    loc, scale, known = scaler.rows(panel.ids)
+    if not known.all():
+        fresh = fit_scaler(
+            scaler.kind, panel.values[:, :fit_upto], ids=panel.ids, columns=panel.columns
+        )
+        loc = np.where(known[:, None], loc, fresh.loc)
+        scale = np.where(known[:, None], scale, fresh.scale)
+    return loc, scale
+
+
+def model_inputs(
+    config: ModelConfig, scaled: np.ndarray, futr: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Inputs from scaled ``[batch, input_size, n_channels]`` history and, for future-known
+    exogenous columns, their scaled ``[batch, horizon, n_futr]`` future values."""
+    n_hist = len(config.hist_exog)
+    inputs = {"y": scaled[:, :, 0].astype(np.float32)}
+    if n_hist:
+        inputs["hist_exog"] = scaled[:, :, 1 : 1 + n_hist].astype(np.float32)
+    if config.futr_exog:
+        past = scaled[:, :, 1 + n_hist :]
+        inputs["futr_exog"] = np.concatenate([past, futr], axis=1).astype(np.float32)
+    return inputs
+
+
+def _future_exog(
+    config: ModelConfig, panel: Panel, futr_df: Any, future_ds: list[list[Any]]
+) -> np.ndarray:
+    """``[n_series, horizon, n_futr]`` future values of the future-known columns."""
+    if futr_df is None:
+        raise ValueError(
+            f"the model uses future-known columns {list(config.futr_exog)}: pass their values "
+            "over the horizon as futr_df (unique_id, ds and those columns)."
+        )
+    futr = validate(futr_df, exog=config.futr_exog, require_y=False)
+    wanted = pl.DataFrame(
+        {
+            "unique_id": [u for u, ds in zip(panel.ids, future_ds, strict=True) for _ in ds],
+            "ds": [d for ds in future_ds for d in ds],
+        },
+        schema={"unique_id": pl.String, "ds": futr.schema["ds"]},
+    )
+    joined = wanted.join(futr, on=["unique_id", "ds"], how="left", maintain_order="left")
+    missing = joined.filter(pl.any_horizontal(pl.col(config.futr_exog).is_null()))
+    if missing.height:
+        first = missing.row(0, named=True)
+        raise ValueError(
+            f"futr_df lacks future values for {missing.height} (unique_id, ds) pairs, e.g. "
+            f"{first['unique_id']!r} at {first['ds']}; it must cover the whole horizon."
+        )
+    values = joined.select(config.futr_exog).to_numpy().astype(np.float64)
+    return values.reshape(panel.n_series, config.horizon, len(config.futr_exog))
+
+
+def quantile_columns(config: ModelConfig) -> list[str]:
+    return [f"q_{q:g}" for q in config.quantiles]
+
+
+def forecast_frame(
+    config: ModelConfig,
+    ids: Sequence[str],
+    future_ds: list[list[Any]],
+    quantiles: np.ndarray,
+    levels: Sequence[float],
+    ds_dtype: pl.DataType,
+) -> pl.DataFrame:
+    """The forecast frame: ``unique_id, ds, y_hat, q_*, lo_L, hi_L``.
+
+    Args:
+      quantiles: ``[n_series, horizon, n_quantiles]`` in original units.
+    """
+    n_series, horizon, _ = quantiles.shape
+    flat = quantiles.reshape(n_series * horizon, -1)
+    columns: dict[str, Any] = {
+        "unique_id": pl.Series(np.repeat(np.asarray(ids, dtype=object), horizon), dtype=pl.String),
+        "ds": pl.Series([d for ds in future_ds for d in ds], dtype=ds_dtype),
+        "y_hat": flat[:, config.median_index],
+    }
+    for name, column in zip(quantile_columns(config), flat.T, strict=True):
+        columns[name] = column
+    for level in levels:
+        lo, hi = level_quantiles(level)
+        columns[f"lo_{level:g}"] = flat[:, quantile_index(config, lo)]
+        columns[f"hi_{level:g}"] = flat[:, quantile_index(config, hi)]
+    return pl.DataFrame(columns)
+
+
+def forecast(
+    record: ModelRecord,
+    df: Any,
+    *,
+    levels: Sequence[float] = (),
+    futr_df: Any = None,
+    key: jax.Array | None = None,
+) -> pl.DataFrame:
+    """Forecasts the next ``horizon`` steps of every series in ``df``.
+
+    Args:
+      record: a trained ``ModelRecord``.
+      df: long frame with at least ``input_size`` points per series (+ exogenous columns).
+      levels: central interval levels, e.g. ``(80, 95)``; the model's quantiles must include
+        their bounds.
+      futr_df: future values of the config's ``futr_exog`` columns over the horizon.
+      key: PRNG key for sampling models (DeepAR); default ``jax.random.key(0)``.
+
+    Returns:
+      One row per series and future step: ``unique_id, ds, y_hat, q_<q>..., lo_L, hi_L``, in the
+      units of ``df``; ``ds`` continues each series' frequency.
+    """
+    config = record.config
+    if record.status != "trained":
+        raise ValueError(f"model {record.id} has status {record.status!r}, not 'trained'.")
+    for level in levels:
+        for q in level_quantiles(level):
+            quantile_index(config, q)
+    frame = validate(
+        df, exog=(*config.hist_exog, *config.futr_exog), min_length=config.input_size
+    )
+    panel = pack(frame, channels(config), tail=max(config.input_size, 2))
+    loc, scale = scaler_rows(record.scaler, panel)
+    history = (panel.values[:, -config.input_size :] - loc[:, None]) / scale[:, None]
+    future_ds = panel.future_ds(config.horizon)
+    futr = None
+    if config.futr_exog:
+        n_hist = len(config.hist_exog)
+        raw = _future_exog(config, panel, futr_df, future_ds)
+        futr = (raw - loc[:, None, 1 + n_hist :]) / scale[:, None, 1 + n_hist :]
+    inputs = model_inputs(config, history, futr)
+    if key is None:
+        key = jax.random.key(0)
+    scaled = np.asarray(predict_quantiles(config, record.params, inputs, key))
+    quantiles = scaled * scale[:, None, None, 0] + loc[:, None, None, 0]
+    return forecast_frame(config, panel.ids, future_ds, quantiles, levels, frame.schema["ds"])

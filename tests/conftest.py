@@ -1,0 +1,52 @@
+"""Test setup: four fake CPU devices (so sharding code runs), fresh keys, shared fixtures."""
+
+import os
+
+# Must happen before jax is imported anywhere.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def key(request):
+    """A fresh key per test, derived from the test's name (stable across runs)."""
+    seed = sum(map(ord, request.node.name)) % (2**31)
+    return jax.random.key(seed)
+
+
+def sine_frame(
+    n_series: int = 2, length: int = 200, *, period: int = 12, noise: float = 0.0, seed: int = 0
+) -> pl.DataFrame:
+    """Seasonal series with different levels and amplitudes, integer ds."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    frames = []
+    for i in range(n_series):
+        y = 10 * (i + 1) + (i + 1) * np.sin(2 * np.pi * t / period + i) + noise * rng.normal(size=length)
+        frames.append(pl.DataFrame({"unique_id": f"s{i}", "ds": t, "y": y}))
+    return pl.concat(frames)
+
+
+@pytest.fixture
+def sines():
+    return sine_frame()
+
+
+def shared_data(name: str) -> Path:
+    """Path of a file in ../shared/data, or a skip with the reason when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"needs ../shared/data/{name} (not present in this checkout)")
+    return path
