@@ -1,10 +1,10 @@
 """ntjax: neural forecasting for trading research, in JAX.
 
-    import ntjax as nt
-    df = nt.load_dataset("etth1", columns="OT")
-    record = nt.train(df, nt.NHITSConfig(horizon=24, input_size=168))
-    nt.forecast(record, df, levels=(80,))
-    nt.evaluate(record, df, test_size=24 * 7)
+import ntjax as nt
+df = nt.load_dataset("etth1", columns="OT")
+record = nt.train(df, nt.NHITSConfig(horizon=24, input_size=168))
+nt.forecast(record, df, levels=(80,))
+nt.evaluate(record, df, test_size=24 * 7)
 """
 
 from ntjax import data, metrics, models

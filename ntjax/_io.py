@@ -60,6 +60,8 @@ def tree_from_bytes(data: bytes, target: Any) -> Any:
         if name not in tensors:
             raise ValueError(f"parameter {name} is missing from the file.")
         value = tensors.pop(name)
+        if spec.shape == () and value.shape == (1,):
+            value = value.reshape(())  # safetensors stores scalars as one-element vectors
         if tuple(value.shape) != tuple(spec.shape) or value.dtype != np.dtype(spec.dtype):
             raise ValueError(
                 f"parameter {name} has shape {value.shape} {value.dtype}, "

@@ -79,7 +79,9 @@ class ModelConfig:
         _check_int("input_size", self.input_size, 1, MAX_INPUT_SIZE)
         qs = self.quantiles
         if not isinstance(qs, tuple) or not qs or len(qs) > 99:
-            raise ValueError(f"quantiles must be a non-empty tuple of at most 99 levels, got {qs!r}.")
+            raise ValueError(
+                f"quantiles must be a non-empty tuple of at most 99 levels, got {qs!r}."
+            )
         for q in qs:
             _check_float("each quantile", q, 1e-6, 1 - 1e-6)
         if any(b <= a for a, b in zip(qs, qs[1:], strict=False)):
@@ -322,4 +324,269 @@ __all__ = [
     "NHITSConfig",
     "OptimizerConfig",
     "TrainingConfig",
+]
+
+
+# --- The model zoo: N-BEATS, LSTM with attention, GRU, TCN, DeepAR, Transformer. ---
+
+NBEATS_BASES = ("generic", "trend", "seasonality")
+
+
+def _check_no_exog(config: ModelConfig, *, allow_futr: bool = False) -> None:
+    if config.hist_exog:
+        raise ValueError(
+            f"{config.kind} takes no historical exogenous columns (hist_exog); "
+            "use nhits, lstm_attention, gru, tcn or transformer."
+        )
+    if config.futr_exog and not allow_futr:
+        raise ValueError(
+            f"{config.kind} takes no exogenous columns; "
+            "use nhits, lstm_attention, gru, tcn, transformer or deepar."
+        )
+
+
+def _check_decoder(config: Any) -> None:
+    """Bounds of the multi-horizon (MQ) decoder fields shared by the sequence encoders."""
+    _check_int("context_size", config.context_size, 1, MAX_WIDTH)
+    _check_int("decoder_hidden_size", config.decoder_hidden_size, 1, MAX_WIDTH)
+    _check_int("decoder_layers", config.decoder_layers, 0, MAX_LAYERS)
+    _check_float("dropout", config.dropout, 0.0, 0.95)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NBEATSConfig(ModelConfig):
+    """N-BEATS (Oreshkin et al., ICLR 2020): stacks of MLP blocks that each emit basis
+    coefficients for a backcast (subtracted from the block's input) and a forecast.
+
+    ``stack_types`` picks each stack's basis: ``generic`` (a free linear map), ``trend``
+    (polynomials of degree ``n_polynomials``) or ``seasonality`` (Fourier terms, ``n_harmonics``
+    per cycle of the horizon). ``("trend", "seasonality")`` is the interpretable N-BEATS, whose
+    components ``ntjax.models.nbeats.components`` returns. Defaults follow neuralforecast: one
+    block per stack of types generic (identity), trend, seasonality; two 512-unit layers.
+    """
+
+    kind: ClassVar[str] = "nbeats"
+    stack_types: tuple[str, ...] = ("generic", "trend", "seasonality")
+    n_blocks: tuple[int, ...] = (1, 1, 1)
+    mlp_units: int = 512
+    n_mlp_layers: int = 2
+    n_harmonics: int = 2
+    n_polynomials: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_no_exog(self)
+        _check_int("number of stacks", len(self.stack_types), 1, MAX_LAYERS)
+        for stack_type in self.stack_types:
+            if stack_type not in NBEATS_BASES:
+                raise ValueError(f"stack_types must be among {NBEATS_BASES}, got {stack_type!r}.")
+        if len(self.n_blocks) != len(self.stack_types):
+            raise ValueError("n_blocks must have one entry per stack type.")
+        for b in self.n_blocks:
+            _check_int("n_blocks per stack", b, 1, MAX_LAYERS)
+        _check_int("mlp_units", self.mlp_units, 1, MAX_WIDTH)
+        _check_int("n_mlp_layers", self.n_mlp_layers, 1, MAX_LAYERS)
+        _check_int("n_harmonics", self.n_harmonics, 1, 64)
+        _check_int("n_polynomials", self.n_polynomials, 0, 16)
+        _check_float("dropout", self.dropout, 0.0, 0.95)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LSTMAttentionConfig(ModelConfig):
+    """LSTM encoder (optionally bidirectional) with multi-head attention from each horizon step
+    over the encoder states, decoding the whole horizon at once (MQ-RNN, Wen et al., 2017), plus
+    a linear skip connection from the input window to the forecast.
+
+    Defaults follow neuralforecast's LSTM: two 128-unit layers, context 10, a two-layer
+    128-unit decoder MLP.
+    """
+
+    kind: ClassVar[str] = "lstm_attention"
+    hidden_size: int = 128
+    n_layers: int = 2
+    bidirectional: bool = False
+    n_heads: int = 4
+    context_size: int = 10
+    decoder_hidden_size: int = 128
+    decoder_layers: int = 2
+    skip_connection: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("hidden_size", self.hidden_size, 1, MAX_WIDTH)
+        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
+        _check_int("n_heads", self.n_heads, 1, 64)
+        if self.hidden_size % self.n_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by n_heads ({self.n_heads})."
+            )
+        if not isinstance(self.bidirectional, bool) or not isinstance(self.skip_connection, bool):
+            raise ValueError("bidirectional and skip_connection must be booleans.")
+        _check_decoder(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GRUConfig(ModelConfig):
+    """GRU encoder over the input window and a multi-horizon MLP decoder fed with a
+    per-step context and the future-known exogenous values. Defaults follow neuralforecast."""
+
+    kind: ClassVar[str] = "gru"
+    hidden_size: int = 128
+    n_layers: int = 2
+    context_size: int = 10
+    decoder_hidden_size: int = 128
+    decoder_layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("hidden_size", self.hidden_size, 1, MAX_WIDTH)
+        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
+        _check_decoder(self)
+
+
+def tcn_receptive_field(kernel_size: int, dilations: tuple[int, ...]) -> int:
+    """Steps seen by the last output of residual blocks of two causal convolutions each."""
+    return 1 + 2 * (kernel_size - 1) * sum(dilations)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TCNConfig(ModelConfig):
+    """Temporal convolutional network (Bai et al., 2018): residual blocks of two dilated causal
+    convolutions, then the multi-horizon decoder.
+
+    ``dilations`` (one per block) default to 1, 2, 4, ... with as many blocks as it takes for
+    the receptive field to cover ``input_size``; given explicitly they must cover it too.
+    """
+
+    kind: ClassVar[str] = "tcn"
+    kernel_size: int = 2
+    dilations: tuple[int, ...] | None = None
+    channels: int = 128
+    context_size: int = 10
+    decoder_hidden_size: int = 128
+    decoder_layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("kernel_size", self.kernel_size, 2, 64)
+        _check_int("channels", self.channels, 1, MAX_WIDTH)
+        if self.dilations is not None:
+            _check_int("number of dilations", len(self.dilations), 1, MAX_LAYERS)
+            for d in self.dilations:
+                _check_int("dilation", d, 1, MAX_INPUT_SIZE)
+            field = tcn_receptive_field(self.kernel_size, self.dilations)
+            if field < self.input_size:
+                raise ValueError(
+                    f"the receptive field of dilations {self.dilations} ({field} steps) does not "
+                    f"cover input_size ({self.input_size}); add blocks or leave dilations unset."
+                )
+        _check_decoder(self)
+
+    @property
+    def block_dilations(self) -> tuple[int, ...]:
+        """The dilation of each residual block."""
+        if self.dilations is not None:
+            return self.dilations
+        dilations = (1,)
+        while tcn_receptive_field(self.kernel_size, dilations) < self.input_size:
+            dilations = (*dilations, 2 * dilations[-1])
+        return dilations
+
+
+DEEPAR_LIKELIHOODS = ("gaussian", "student_t")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeepARConfig(ModelConfig):
+    """DeepAR (Salinas et al., 2020): an autoregressive LSTM that outputs the parameters of the
+    next value's distribution (Gaussian or Student-t), trained by negative log-likelihood with
+    teacher forcing; forecasts are quantiles of ``num_samples`` ancestral sample paths.
+
+    Takes future-known exogenous columns (``futr_exog``) only. Defaults follow neuralforecast:
+    two 128-unit layers, dropout 0.1, 100 sample paths.
+    """
+
+    kind: ClassVar[str] = "deepar"
+    hidden_size: int = 128
+    n_layers: int = 2
+    dropout: float = 0.1
+    likelihood: str = "gaussian"
+    num_samples: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_no_exog(self, allow_futr=True)
+        _check_int("hidden_size", self.hidden_size, 1, MAX_WIDTH)
+        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
+        _check_float("dropout", self.dropout, 0.0, 0.95)
+        if self.likelihood not in DEEPAR_LIKELIHOODS:
+            raise ValueError(
+                f"likelihood must be one of {DEEPAR_LIKELIHOODS}, got {self.likelihood!r}."
+            )
+        _check_int("num_samples", self.num_samples, 1, 100_000)
+
+
+POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig(ModelConfig):
+    """Transformer encoder over the input window with a direct multi-horizon head.
+
+    The window is cut into patches of ``patch_len`` steps every ``patch_stride`` steps
+    (PatchTST, Nie et al., 2023; ``patch_len=1`` gives one token per step), embedded, given
+    positional encodings and run through ``n_layers`` pre-norm encoder layers; the flattened
+    tokens feed the multi-horizon decoder. Dropout draws from the key passed to ``apply``.
+    """
+
+    kind: ClassVar[str] = "transformer"
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    ffn_size: int = 256
+    patch_len: int = 16
+    patch_stride: int = 8
+    positional_encoding: str = "sinusoidal"
+    context_size: int = 10
+    decoder_hidden_size: int = 128
+    decoder_layers: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("d_model", self.d_model, 1, MAX_WIDTH)
+        _check_int("n_heads", self.n_heads, 1, 64)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})."
+            )
+        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
+        _check_int("ffn_size", self.ffn_size, 1, 4 * MAX_WIDTH)
+        _check_int("patch_len", self.patch_len, 1, self.input_size)
+        _check_int("patch_stride", self.patch_stride, 1, self.patch_len)
+        if self.positional_encoding not in POSITIONAL_ENCODINGS:
+            raise ValueError(
+                f"positional_encoding must be one of {POSITIONAL_ENCODINGS}, "
+                f"got {self.positional_encoding!r}."
+            )
+        _check_decoder(self)
+
+    @property
+    def n_patches(self) -> int:
+        """Tokens per window (the window is left-padded so that the last patch ends at its
+        last step)."""
+        return -(-(self.input_size - self.patch_len) // self.patch_stride) + 1
+
+
+__all__ += [
+    "DeepARConfig",
+    "GRUConfig",
+    "LSTMAttentionConfig",
+    "NBEATSConfig",
+    "TCNConfig",
+    "TransformerConfig",
 ]

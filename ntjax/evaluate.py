@@ -19,8 +19,8 @@ from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
 from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
 from ntjax.metrics import forecast_metrics, naive_scale
-from ntjax.predict import level_quantiles, quantile_index, scaler_rows, supported_levels
 from ntjax.models import spec_for
+from ntjax.predict import level_quantiles, quantile_index, scaler_rows, supported_levels
 from ntjax.registry import ModelRecord
 
 
@@ -129,13 +129,15 @@ def evaluate(
     test_size = config.horizon if test_size is None else test_size
     step_size = config.horizon if step_size is None else step_size
     levels = supported_levels(config) if levels is None else tuple(levels)
-    bounds = {level: [quantile_index(config, q) for q in level_quantiles(level)] for level in levels}
+    bounds = {
+        level: [quantile_index(config, q) for q in level_quantiles(level)] for level in levels
+    }
     frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
     panel = pack(frame, channels(config))
     cutoffs = rolling_cutoffs(
         panel.n_time, test_size=test_size, horizon=config.horizon, step_size=step_size
     )
-    _check_history(panel, config.input_size + test_size, f"input_size + test_size")
+    _check_history(panel, config.input_size + test_size, "input_size + test_size")
     first_cutoff = int(cutoffs[0])
     loc, scale = scaler_rows(record.scaler, panel, fit_upto=first_cutoff)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
@@ -143,7 +145,9 @@ def evaluate(
     predictions = predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0]
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
     mase_scale = [
-        naive_scale(panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length)
+        naive_scale(
+            panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length
+        )
         for i, n in enumerate(panel.lengths)
     ]
     intervals = {
@@ -169,14 +173,18 @@ def evaluate_seasonal_naive(
     test_size = horizon if test_size is None else test_size
     step_size = horizon if step_size is None else step_size
     panel = pack(validate(df))
-    cutoffs = rolling_cutoffs(panel.n_time, test_size=test_size, horizon=horizon, step_size=step_size)
+    cutoffs = rolling_cutoffs(
+        panel.n_time, test_size=test_size, horizon=horizon, step_size=step_size
+    )
     _check_history(panel, season_length + test_size, "season_length + test_size")
     source = cutoffs[:, None] - season_length + (np.arange(horizon) % season_length)[None, :]
     y_hat = panel.values[:, source, 0]
     y = actuals_at_cutoffs(panel, cutoffs, horizon)
     first_cutoff = int(cutoffs[0])
     mase_scale = [
-        naive_scale(panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length)
+        naive_scale(
+            panel.values[i, panel.n_time - n : first_cutoff, 0], season_length=season_length
+        )
         for i, n in enumerate(panel.lengths)
     ]
     result = forecast_metrics(y, y_hat, mase_scale=mase_scale)

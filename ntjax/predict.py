@@ -190,9 +190,7 @@ def forecast(
     for level in levels:
         for q in level_quantiles(level):
             quantile_index(config, q)
-    frame = validate(
-        df, exog=(*config.hist_exog, *config.futr_exog), min_length=config.input_size
-    )
+    frame = validate(df, exog=(*config.hist_exog, *config.futr_exog), min_length=config.input_size)
     panel = pack(frame, channels(config), tail=max(config.input_size, 2))
     loc, scale = scaler_rows(record.scaler, panel)
     history = (panel.values[:, -config.input_size :] - loc[:, None]) / scale[:, None]

@@ -100,7 +100,9 @@ def prepare(
     """Validates ``df``, fits the scaler on the training part (all but the last ``val_size``
     steps of each series) and builds the device arrays and window tables."""
     exog = (*config.hist_exog, *config.futr_exog)
-    frame = validate(df, exog=exog, min_length=config.input_size + config.horizon + training.val_size)
+    frame = validate(
+        df, exog=exog, min_length=config.input_size + config.horizon + training.val_size
+    )
     panel = pack(frame, channels(config))
     n_time, window = panel.n_time, config.input_size + config.horizon
     train_end = n_time - training.val_size
@@ -392,7 +394,8 @@ def fit(
                 stopped_early = has_val and patience is not None and bad_checks >= patience
                 tick = time.perf_counter()
             if checkpointer is not None and (
-                stopped_early or (training.checkpoint_every and done % training.checkpoint_every == 0)
+                stopped_early
+                or (training.checkpoint_every and done % training.checkpoint_every == 0)
             ):
                 loop = {
                     "best_val": best_val,
@@ -420,9 +423,9 @@ def fit(
     }
     if has_val:
         metrics["val_loss"] = best_val
-        metrics["best_step"] = history["step"][int(np.argmin(
-            [v if v is not None else math.inf for v in history["val_loss"]]
-        ))]
+        metrics["best_step"] = history["step"][
+            int(np.argmin([v if v is not None else math.inf for v in history["val_loss"]]))
+        ]
     now = utc_now()
     return ModelRecord(
         id=new_id(),

@@ -34,7 +34,11 @@ def sine_frame(
     t = np.arange(length)
     frames = []
     for i in range(n_series):
-        y = 10 * (i + 1) + (i + 1) * np.sin(2 * np.pi * t / period + i) + noise * rng.normal(size=length)
+        y = (
+            10 * (i + 1)
+            + (i + 1) * np.sin(2 * np.pi * t / period + i)
+            + noise * rng.normal(size=length)
+        )
         frames.append(pl.DataFrame({"unique_id": f"s{i}", "ds": t, "y": y}))
     return pl.concat(frames)
 

@@ -114,12 +114,8 @@ def validate(
         lengths = frame.group_by("unique_id", maintain_order=True).len()
         short = lengths.filter(pl.col("len") < min_length)
         if short.height:
-            names = ", ".join(
-                f"{u!r} ({n} rows)" for u, n in short.head(5).iter_rows()
-            )
-            raise ValueError(
-                f"series shorter than input_size + horizon = {min_length}: {names}."
-            )
+            names = ", ".join(f"{u!r} ({n} rows)" for u, n in short.head(5).iter_rows())
+            raise ValueError(f"series shorter than input_size + horizon = {min_length}: {names}.")
     return frame
 
 
@@ -147,9 +143,7 @@ def from_wide(
     if isinstance(value_cols, str):
         value_cols = [c.strip() for c in value_cols.split(",") if c.strip()]
     if value_cols is None:
-        value_cols = [
-            c for c, t in frame.schema.items() if c != time_col and t.is_numeric()
-        ]
+        value_cols = [c for c, t in frame.schema.items() if c != time_col and t.is_numeric()]
     missing = [c for c in value_cols if c not in frame.columns]
     if missing:
         raise ValueError(f"value column(s) {missing} not in the frame (columns: {frame.columns}).")
@@ -167,8 +161,11 @@ def from_wide(
             y = y.cast(pl.Float64, strict=False)
         parts.append(
             pl.DataFrame(
-                {"unique_id": pl.repeat(f"{id_prefix}{col}", frame.height, eager=True),
-                 "ds": ds, "y": y}
+                {
+                    "unique_id": pl.repeat(f"{id_prefix}{col}", frame.height, eager=True),
+                    "ds": ds,
+                    "y": y,
+                }
             )
         )
     return pl.concat([part.sort("ds", maintain_order=True) for part in parts])

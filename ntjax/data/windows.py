@@ -94,9 +94,11 @@ def pack(frame: pl.DataFrame, columns: Sequence[str] = ("y",), *, tail: int | No
     n_time = int(lengths.max())
     # Row r of series s lands at time position n_time - (end_s - r).
     series_of_row = np.repeat(np.arange(len(ids)), lengths)
-    row_index = np.concatenate(
-        [np.arange(e - n, e) for e, n in zip(ends, lengths, strict=True)]
-    ) if tail is not None else np.arange(int(ends[-1]))
+    row_index = (
+        np.concatenate([np.arange(e - n, e) for e, n in zip(ends, lengths, strict=True)])
+        if tail is not None
+        else np.arange(int(ends[-1]))
+    )
     time_pos = n_time - (np.repeat(ends, lengths) - row_index)
     data = frame.select(list(columns)).to_numpy().astype(np.float64, copy=False)
     values = np.full((len(ids), n_time, len(columns)), np.nan)

@@ -81,15 +81,13 @@ def linen_family(
     ) -> jax.Array:
         module = make_module(config)
         rngs = {} if key is None else {"dropout": key}
-        return module.apply(
-            {"params": params}, as_inputs(x), deterministic=key is None, rngs=rngs
-        )
+        return module.apply({"params": params}, as_inputs(x), deterministic=key is None, rngs=rngs)
 
     return init, apply
 
 
 def flatten_exog(inputs: Inputs) -> jax.Array | None:
-    """Concatenates the flattened exogenous inputs ``[batch, features]`` (None if there are none)."""
+    """Flattened exogenous inputs concatenated, ``[batch, features]`` (None without any)."""
     parts = [
         inputs[name].reshape(inputs[name].shape[0], -1)
         for name in ("hist_exog", "futr_exog")

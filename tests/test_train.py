@@ -1,0 +1,178 @@
+import importlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import sine_frame
+
+import ntjax as nt
+from ntjax.config import OPTIMIZERS, SCHEDULES
+
+train_module = importlib.import_module("ntjax.train")
+
+TINY = nt.NHITSConfig(
+    horizon=6,
+    input_size=24,
+    mlp_units=16,
+    n_blocks=(1, 1),
+    pool_kernel_sizes=(2, 1),
+    freq_downsample=(2, 1),
+)
+
+
+def _training(**changes):
+    defaults = dict(max_steps=40, batch_size=16, val_check_steps=10, progress=False, devices=1)
+    return nt.TrainingConfig(**{**defaults, **changes})
+
+
+def _leaves(params):
+    return [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+def test_same_seed_gives_identical_parameters(sines):
+    a = nt.train(sines, TINY, _training(seed=3))
+    b = nt.train(sines, TINY, _training(seed=3))
+    c = nt.train(sines, TINY, _training(seed=4))
+    assert all(
+        np.array_equal(x, y) for x, y in zip(_leaves(a.params), _leaves(b.params), strict=True)
+    )
+    assert not all(
+        np.array_equal(x, y) for x, y in zip(_leaves(a.params), _leaves(c.params), strict=True)
+    )
+    assert a.id != b.id
+
+
+def test_train_step_is_traced_once(sines, monkeypatch):
+    original = train_module.train_step_fn
+    monkeypatch.setattr(
+        train_module,
+        "train_step_fn",
+        lambda *a, **k: chex.assert_max_traces(original(*a, **k), n=1),
+    )
+    record = nt.train(sines, TINY, _training(max_steps=25, val_size=12, val_check_steps=5))
+    assert record.metrics["steps"] == 25
+
+
+def test_tiny_series_is_fitted_almost_exactly():
+    frame = sine_frame(n_series=1, length=240, period=12)
+    config = nt.NHITSConfig(
+        horizon=12,
+        input_size=24,
+        mlp_units=64,
+        n_blocks=(1, 1),
+        pool_kernel_sizes=(1, 1),
+        freq_downsample=(1, 1),
+    )
+    record = nt.train(
+        frame,
+        config,
+        _training(max_steps=400, batch_size=32, val_check_steps=100),
+        nt.OptimizerConfig(learning_rate=3e-3),
+    )
+    result = nt.evaluate(record, frame, test_size=12)
+    amplitude = 1.0
+    assert result["mae"] < 0.05 * amplitude
+
+
+def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(sines, tmp_path):
+    training = _training(max_steps=60, val_size=12, val_check_steps=10, checkpoint_every=20)
+    uninterrupted = nt.train(sines, TINY, training)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_30(progress):
+        if progress.step == 30:
+            raise Killed
+
+    folder = str(tmp_path / "ckpt")
+    resumable = nt.TrainingConfig(**{**training.__dict__, "checkpoint_dir": folder})
+    with pytest.raises(Killed):
+        nt.train(sines, TINY, resumable, callbacks=[kill_at_step_30])
+    resumed = nt.train(sines, TINY, resumable)
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(_leaves(uninterrupted.params), _leaves(resumed.params), strict=True)
+    )
+    assert resumed.history["val_loss"] == uninterrupted.history["val_loss"]
+    assert resumed.history["train_loss"] == pytest.approx(
+        uninterrupted.history["train_loss"], rel=1e-6
+    )
+
+
+def test_checkpoint_of_another_run_is_refused(sines, tmp_path):
+    folder = str(tmp_path / "ckpt")
+    nt.train(sines, TINY, _training(max_steps=20, checkpoint_dir=folder, checkpoint_every=10))
+    with pytest.raises(ValueError, match="belongs to a different run"):
+        nt.train(
+            sines, TINY, _training(max_steps=20, seed=9, checkpoint_dir=folder, checkpoint_every=10)
+        )
+
+
+def test_four_devices_give_the_same_loss_as_one(sines):
+    assert jax.local_device_count() == 4
+    one = nt.train(sines, TINY, _training(devices=1, val_size=12))
+    four = nt.train(sines, TINY, _training(devices=4, val_size=12))
+    np.testing.assert_allclose(four.history["train_loss"], one.history["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(four.history["val_loss"], one.history["val_loss"], rtol=1e-4)
+    for x, y in zip(_leaves(one.params), _leaves(four.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_data_parallel_step_shards_the_batch_and_replicates_params(sines):
+    trainer = train_module.Trainer(TINY, _training(devices=4), nt.OptimizerConfig())
+    assert trainer.n_devices == 4
+    state = trainer.init_state(jax.random.key(0))
+    leaf = jax.tree.leaves(state.params)[0]
+    assert len(leaf.sharding.device_set) == 4 and leaf.sharding.is_fully_replicated
+
+
+def test_early_stopping_restores_the_best_parameters(sines):
+    record = nt.train(
+        sines,
+        TINY,
+        _training(max_steps=400, val_size=12, val_check_steps=5, early_stopping_patience=2),
+        nt.OptimizerConfig(learning_rate=3e-2),
+    )
+    history = record.history
+    best = int(np.argmin(history["val_loss"]))
+    assert record.metrics["best_step"] == history["step"][best]
+    assert record.metrics["val_loss"] == min(history["val_loss"])
+    assert record.metrics["stopped_early"] == 1.0 and record.metrics["steps"] < 400
+    # The restored parameters are the best ones: their validation loss is the best one.
+    prepared = train_module.prepare(sines, TINY, _training(val_size=12))
+    loss = train_module.eval_loss_fn(TINY)(record.params, prepared.data)
+    assert float(loss) == pytest.approx(record.metrics["val_loss"], rel=1e-5)
+
+
+def test_warm_start_records_the_parent(sines):
+    parent = nt.train(sines, TINY, _training(max_steps=10))
+    child = nt.train(sines, TINY, _training(max_steps=10), init_from=parent)
+    assert child.parent_id == parent.id
+    assert child.history["train_loss"][0] < parent.history["train_loss"][0]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_every_optimizer_and_schedule_builds_an_optax_chain(name, schedule):
+    config = nt.OptimizerConfig(name=name, schedule=schedule, weight_decay=1e-4, momentum=0.5)
+    tx = config.build(total_steps=100)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 0.5)}
+    updates, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+    new = optax.apply_updates(params, updates)
+    assert bool(jnp.all(new["w"] < 1.0))
+
+
+def test_bad_training_values_are_refused():
+    with pytest.raises(ValueError, match="batch_size"):
+        nt.TrainingConfig(batch_size=0)
+    with pytest.raises(ValueError, match="scaler"):
+        nt.TrainingConfig(scaler="log")
+    with pytest.raises(ValueError, match="optimizer"):
+        nt.OptimizerConfig(name="lbfgs")
+    with pytest.raises(ValueError, match="mlp_units"):
+        nt.NHITSConfig(horizon=4, input_size=8, mlp_units=10**6)
