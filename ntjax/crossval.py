@@ -118,33 +118,28 @@ def cross_validation(
         blocks.append(predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0])
     predictions = np.concatenate(blocks, axis=1)  # [series, cutoff, horizon, quantile]
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
-    return _cv_frame(config, panel, cutoffs, y, predictions, levels, frame.schema["ds"])
+    return _cv_frame(config, panel, cutoffs, y, predictions, levels)
 
 
-def _cv_frame(config, panel, cutoffs, y, predictions, levels, ds_dtype) -> pl.DataFrame:
+def _cv_frame(config, panel, cutoffs, y, predictions, levels) -> pl.DataFrame:
     n_series, n_cut, horizon = y.shape
     times = cutoffs[:, None] + np.arange(horizon)[None, :]
-    ds = panel.ds[:, times].reshape(-1)
-    cutoff_ds = np.repeat(panel.ds[:, cutoffs - 1], horizon, axis=1).reshape(-1)
     flat = predictions.reshape(n_series * n_cut * horizon, -1)
-    columns: dict[str, Any] = {
-        "unique_id": pl.Series(
-            np.repeat(np.asarray(panel.ids, dtype=object), n_cut * horizon), dtype=pl.String
+    columns = [
+        pl.Series(
+            "unique_id", np.repeat(np.asarray(panel.ids, dtype=object), n_cut * horizon), pl.String
         ),
-        "ds": ds,
-        "cutoff": cutoff_ds,
-        "y": y.reshape(-1),
-        "y_hat": flat[:, config.median_index],
-    }
-    for name, column in zip(quantile_columns(config), flat.T, strict=True):
-        columns[name] = column
+        panel.ds_series(panel.ds[:, times]),
+        panel.ds_series(np.repeat(panel.ds[:, cutoffs - 1], horizon, axis=1), "cutoff"),
+        pl.Series("y", y.reshape(-1)),
+        pl.Series("y_hat", flat[:, config.median_index]),
+    ]
+    columns += [
+        pl.Series(name, column)
+        for name, column in zip(quantile_columns(config), flat.T, strict=True)
+    ]
     for level in levels:
         lo, hi = level_quantiles(level)
-        columns[f"lo_{level:g}"] = flat[:, quantile_index(config, lo)]
-        columns[f"hi_{level:g}"] = flat[:, quantile_index(config, hi)]
-    out = pl.DataFrame(columns)
-    if panel.ds_is_int:
-        return out.with_columns(pl.col("ds").cast(ds_dtype), pl.col("cutoff").cast(ds_dtype))
-    return out.with_columns(
-        pl.col("ds").cast(pl.Datetime("us")), pl.col("cutoff").cast(pl.Datetime("us"))
-    )
+        columns.append(pl.Series(f"lo_{level:g}", flat[:, quantile_index(config, lo)]))
+        columns.append(pl.Series(f"hi_{level:g}", flat[:, quantile_index(config, hi)]))
+    return pl.DataFrame(columns)

@@ -101,9 +101,13 @@ def model_inputs(
 
 
 def _future_exog(
-    config: ModelConfig, panel: Panel, futr_df: Any, future_ds: list[list[Any]]
+    config: ModelConfig, panel: Panel, futr_df: Any, future_ds: np.ndarray
 ) -> np.ndarray:
-    """``[n_series, horizon, n_futr]`` future values of the future-known columns."""
+    """``[n_series, horizon, n_futr]`` future values of the future-known columns.
+
+    Args:
+      future_ds: ``[n_series, horizon]`` int64 time stamps (``Panel.future_ds``).
+    """
     if futr_df is None:
         raise ValueError(
             f"the model uses future-known columns {list(config.futr_exog)}: pass their values "
@@ -111,11 +115,10 @@ def _future_exog(
         )
     futr = validate(futr_df, exog=config.futr_exog, require_y=False)
     wanted = pl.DataFrame(
-        {
-            "unique_id": [u for u, ds in zip(panel.ids, future_ds, strict=True) for _ in ds],
-            "ds": [d for ds in future_ds for d in ds],
-        },
-        schema={"unique_id": pl.String, "ds": futr.schema["ds"]},
+        [
+            pl.Series("unique_id", np.repeat(np.asarray(panel.ids, object), config.horizon)),
+            panel.ds_series(future_ds).cast(futr.schema["ds"]),
+        ]
     )
     joined = wanted.join(futr, on=["unique_id", "ds"], how="left", maintain_order="left")
     missing = joined.filter(pl.any_horizontal(pl.col(config.futr_exog).is_null()))
@@ -135,30 +138,32 @@ def quantile_columns(config: ModelConfig) -> list[str]:
 
 def forecast_frame(
     config: ModelConfig,
-    ids: Sequence[str],
-    future_ds: list[list[Any]],
+    panel: Panel,
+    future_ds: np.ndarray,
     quantiles: np.ndarray,
     levels: Sequence[float],
-    ds_dtype: pl.DataType,
 ) -> pl.DataFrame:
     """The forecast frame: ``unique_id, ds, y_hat, q_*, lo_L, hi_L``.
 
     Args:
+      future_ds: ``[n_series, horizon]`` int64 time stamps.
       quantiles: ``[n_series, horizon, n_quantiles]`` in original units.
     """
     n_series, horizon, _ = quantiles.shape
     flat = quantiles.reshape(n_series * horizon, -1)
-    columns: dict[str, Any] = {
-        "unique_id": pl.Series(np.repeat(np.asarray(ids, dtype=object), horizon), dtype=pl.String),
-        "ds": pl.Series([d for ds in future_ds for d in ds], dtype=ds_dtype),
-        "y_hat": flat[:, config.median_index],
-    }
-    for name, column in zip(quantile_columns(config), flat.T, strict=True):
-        columns[name] = column
+    columns = [
+        pl.Series("unique_id", np.repeat(np.asarray(panel.ids, dtype=object), horizon), pl.String),
+        panel.ds_series(future_ds),
+        pl.Series("y_hat", flat[:, config.median_index]),
+    ]
+    columns += [
+        pl.Series(name, column)
+        for name, column in zip(quantile_columns(config), flat.T, strict=True)
+    ]
     for level in levels:
         lo, hi = level_quantiles(level)
-        columns[f"lo_{level:g}"] = flat[:, quantile_index(config, lo)]
-        columns[f"hi_{level:g}"] = flat[:, quantile_index(config, hi)]
+        columns.append(pl.Series(f"lo_{level:g}", flat[:, quantile_index(config, lo)]))
+        columns.append(pl.Series(f"hi_{level:g}", flat[:, quantile_index(config, hi)]))
     return pl.DataFrame(columns)
 
 
@@ -201,8 +206,8 @@ def forecast(
         raw = _future_exog(config, panel, futr_df, future_ds)
         futr = (raw - loc[:, None, 1 + n_hist :]) / scale[:, None, 1 + n_hist :]
     inputs = model_inputs(config, history, futr)
-    if key is None:
+    if key is None and spec_for(config).sample is not None:
         key = jax.random.key(0)
     scaled = np.asarray(predict_quantiles(config, record.params, inputs, key))
     quantiles = scaled * scale[:, None, None, 0] + loc[:, None, None, 0]
-    return forecast_frame(config, panel.ids, future_ds, quantiles, levels, frame.schema["ds"])
+    return forecast_frame(config, panel, future_ds, quantiles, levels)

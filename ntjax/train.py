@@ -101,7 +101,10 @@ def prepare(
     steps of each series) and builds the device arrays and window tables."""
     exog = (*config.hist_exog, *config.futr_exog)
     frame = validate(
-        df, exog=exog, min_length=config.input_size + config.horizon + training.val_size
+        df,
+        exog=exog,
+        min_length=config.input_size + config.horizon + training.val_size,
+        length_reason="input_size + horizon" + (" + val_size" if training.val_size else ""),
     )
     panel = pack(frame, channels(config))
     n_time, window = panel.n_time, config.input_size + config.horizon

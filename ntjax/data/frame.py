@@ -6,7 +6,6 @@ exogenous columns. Series may be interleaved; within a series ``ds`` must strict
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ def validate(
     *,
     exog: Sequence[str] = (),
     min_length: int | None = None,
+    length_reason: str = "input_size + horizon",
     require_y: bool = True,
 ) -> pl.DataFrame:
     """Checks a long frame and returns it normalised (``unique_id`` str, ``y`` Float64,
@@ -49,7 +49,7 @@ def validate(
     Raises:
       ValueError: one sentence naming the problem and the offending series, for missing columns,
         non-numeric or NaN/inf values, duplicate ``(unique_id, ds)``, unsorted time, or a series
-        shorter than ``min_length``.
+        shorter than ``min_length`` (``length_reason`` says why in the message).
     """
     frame = to_polars(df)
     required = REQUIRED if require_y else ("unique_id", "ds")
@@ -87,36 +87,56 @@ def validate(
         frame = frame.with_columns(casts)
     if frame["unique_id"].null_count() or frame["ds"].null_count():
         raise ValueError("unique_id and ds must not contain nulls.")
+    checks = frame.select(_checks(frame, value_cols))
+    if checks["runs"].item() != checks["series"].item():
+        # Series are interleaved: group them (stable, so time order within a series stays).
+        frame = frame.sort("unique_id", maintain_order=True)
+        checks = frame.select(_checks(frame, value_cols))
     for col in value_cols:
-        bad = pl.col(col).is_null() | ~pl.col(col).is_finite()
-        if frame.select(bad.any()).item():
+        if checks[f"bad_{col}"].item():
+            bad = pl.col(col).is_null() | ~pl.col(col).is_finite()
             raise ValueError(
                 f"column {col!r} has null, NaN or infinite values in series "
                 f"{_bad_series(frame, bad)}."
             )
-    # Group rows by series (stable, so time order within a series is what the user gave).
-    frame = frame.sort("unique_id", maintain_order=True)
-    same = pl.col("unique_id") == pl.col("unique_id").shift(1)
-    ds_int = pl.col("ds") if frame.schema["ds"] == pl.Int64 else pl.col("ds").dt.epoch("us")
-    step = ds_int - ds_int.shift(1)
-    checks = frame.select(dup=same & (step == 0), back=same & (step < 0))
-    if checks["dup"].any():
+    if checks["dup"].item():
         raise ValueError(
-            "duplicate (unique_id, ds) rows in series "
-            f"{_bad_series(frame, pl.Series(checks['dup']))}."
+            f"duplicate (unique_id, ds) rows in series {_bad_series(frame, _step() == 0)}."
         )
-    if checks["back"].any():
+    if checks["back"].item():
         raise ValueError(
-            "ds is not increasing within series "
-            f"{_bad_series(frame, pl.Series(checks['back']))}; sort each series by time."
+            f"ds is not increasing within series {_bad_series(frame, _step() < 0)}; "
+            "sort each series by time."
         )
-    if min_length is not None:
+    if min_length is not None and checks["shortest"].item() < min_length:
         lengths = frame.group_by("unique_id", maintain_order=True).len()
         short = lengths.filter(pl.col("len") < min_length)
-        if short.height:
-            names = ", ".join(f"{u!r} ({n} rows)" for u, n in short.head(5).iter_rows())
-            raise ValueError(f"series shorter than input_size + horizon = {min_length}: {names}.")
+        names = ", ".join(f"{u!r} ({n} rows)" for u, n in short.head(5).iter_rows())
+        raise ValueError(f"series shorter than {length_reason} = {min_length}: {names}.")
     return frame
+
+
+def _step() -> pl.Expr:
+    """Time step to the previous row of the same series (null at each series' first row)."""
+    ds_int = pl.col("ds").to_physical()
+    same = pl.col("unique_id") == pl.col("unique_id").shift(1)
+    return pl.when(same).then(ds_int - ds_int.shift(1))
+
+
+def _checks(frame: pl.DataFrame, value_cols: Sequence[str]) -> list[pl.Expr]:
+    """Every validation check as one aggregate each, computed in a single pass."""
+    step = _step()
+    exprs = [
+        pl.col("unique_id").rle_id().max().alias("runs") + 1,
+        pl.col("unique_id").n_unique().alias("series"),
+        (step == 0).any().alias("dup"),
+        (step < 0).any().alias("back"),
+        pl.col("unique_id").rle().struct.field("len").min().alias("shortest"),
+    ]
+    exprs += [
+        (pl.col(c).is_null() | ~pl.col(c).is_finite()).any().alias(f"bad_{c}") for c in value_cols
+    ]
+    return exprs
 
 
 def from_wide(
@@ -182,23 +202,17 @@ class Frequency:
     unit: str
     step: int
 
-    def advance(self, last: Any, n: int) -> list[Any]:
-        """The ``n`` values after ``last``."""
-        if self.unit == "int":
-            return [int(last) + self.step * k for k in range(1, n + 1)]
-        if self.unit == "us":
-            delta = dt.timedelta(microseconds=self.step)
-            return [last + delta * k for k in range(1, n + 1)]
-        base = pl.Series([last] * n)
-        counts = pl.Series(np.arange(1, n + 1) * self.step)
+    def advance(self, last: int, n: int) -> np.ndarray:
+        """The ``n`` time stamps after ``last``, both as int64 (microseconds for datetimes)."""
+        if self.unit in ("int", "us"):
+            return last + self.step * np.arange(1, n + 1, dtype=np.int64)
+        base = pl.Series([last] * n, dtype=pl.Int64).cast(pl.Datetime("us")).to_frame("ds")
+        counts = pl.Series("k", np.arange(1, n + 1) * self.step)
         if self.unit == "mo":
-            return (
-                base.to_frame("ds")
-                .select(pl.col("ds").dt.offset_by(pl.format("{}mo", counts)))
-                .to_series()
-                .to_list()
-            )
-        return base.dt.add_business_days(counts).to_list()
+            shifted = base.select(pl.col("ds").dt.offset_by(pl.format("{}mo", counts)))
+        else:
+            shifted = base.select(pl.col("ds").dt.add_business_days(counts))
+        return shifted.to_series().dt.epoch("us").to_numpy().astype(np.int64)
 
 
 def infer_frequency(ds: np.ndarray, *, is_int: bool) -> Frequency:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,17 +53,19 @@ class Panel:
             for i, n in enumerate(self.lengths)
         ]
 
-    def ds_values(self, series: int, positions: np.ndarray) -> list[Any]:
-        """Time stamps as Python values (int or datetime) at ``positions`` of one series."""
-        raw = self.ds[series, positions]
-        if self.ds_is_int:
-            return raw.tolist()
-        return pl.Series(raw).cast(pl.Datetime("us")).to_list()
+    def ds_series(self, values: np.ndarray, name: str = "ds") -> pl.Series:
+        """int64 time stamps as a polars Series of this panel's ``ds`` type."""
+        series = pl.Series(name, np.asarray(values, np.int64).reshape(-1))
+        return series if self.ds_is_int else series.cast(pl.Datetime("us"))
 
-    def future_ds(self, horizon: int) -> list[list[Any]]:
-        """The ``horizon`` time stamps after each series' last one."""
-        last = [self.ds_values(i, np.array([-1]))[0] for i in range(self.n_series)]
-        return [f.advance(v, horizon) for f, v in zip(self.frequencies(), last, strict=True)]
+    def future_ds(self, horizon: int) -> np.ndarray:
+        """``[n_series, horizon]`` int64 time stamps after each series' last one."""
+        return np.stack(
+            [
+                f.advance(int(last), horizon)
+                for f, last in zip(self.frequencies(), self.ds[:, -1], strict=True)
+            ]
+        )
 
     def head(self, n_time: int) -> Panel:
         """The panel cut to its first ``n_time`` steps (as if later data did not exist)."""

@@ -1,0 +1,152 @@
+"""Measurements behind ``experiments/bench.py``: training throughput, predict latency, forecast
+latency, peak memory. Timings exclude compilation (a warm-up call runs first)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import polars as pl
+
+from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
+from ntjax.data.frame import validate
+from ntjax.predict import forecast, predict_quantiles
+from ntjax.registry import ModelRecord, new_id
+from ntjax.train import Trainer, prepare
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def time_calls(fn: Callable[[], Any], *, repeats: int, warmup: int = 3) -> list[float]:
+    """Wall time of ``repeats`` calls of ``fn`` (each blocked until its result is ready)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def training_throughput(
+    df: Any,
+    config: NHITSConfig,
+    *,
+    batch_size: int = 256,
+    steps: int = 50,
+    devices: int | None = None,
+) -> dict[str, float]:
+    """Windows per second of the jitted train step on ``df`` (compilation excluded)."""
+    training = TrainingConfig(
+        max_steps=steps + 1, batch_size=batch_size, progress=False, devices=devices
+    )
+    trainer = Trainer(config, training, OptimizerConfig())
+    data = trainer.replicate(prepare(df, config, training).data)
+    key = jax.random.key(0)
+    state = trainer.init_state(key)
+    compile_start = time.perf_counter()
+    state, loss = trainer.step(state, data, key)
+    jax.block_until_ready(loss)
+    compile_s = time.perf_counter() - compile_start
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, loss = trainer.step(state, data, key)
+    jax.block_until_ready(loss)
+    elapsed = time.perf_counter() - start
+    return {
+        "windows_per_s": steps * batch_size / elapsed,
+        "step_ms": 1e3 * elapsed / steps,
+        "first_step_s": compile_s,
+        "devices": trainer.n_devices,
+        "final_loss": float(loss),
+    }
+
+
+def untrained_record(df: Any, config: NHITSConfig, *, seed: int = 0) -> ModelRecord:
+    """A record with freshly initialised parameters and fitted scaler (for latency timing)."""
+    prepared = prepare(df, config, TrainingConfig(max_steps=1, progress=False))
+    spec = Trainer(config, TrainingConfig(max_steps=1, progress=False), OptimizerConfig()).spec
+    params = jax.device_put(spec.init(config, jax.random.key(seed)))
+    return ModelRecord(
+        id=new_id(), kind=config.kind, config=config, params=params, scaler=prepared.scaler
+    )
+
+
+def predict_latency(record: ModelRecord, *, repeats: int = 300) -> dict[str, float]:
+    """Warm latency of the jitted predict function on one window."""
+    config = record.config
+    inputs = {"y": np.random.default_rng(0).normal(size=(1, config.input_size)).astype(np.float32)}
+    inputs = jax.device_put(inputs)
+    samples = time_calls(lambda: predict_quantiles(config, record.params, inputs), repeats=repeats)
+    return _percentiles(samples)
+
+
+def forecast_latency(record: ModelRecord, df: Any, *, repeats: int = 100) -> dict[str, float]:
+    """Warm latency of ``nt.forecast`` on a frame (validation, packing, predict, frame)."""
+    frame = validate(df)
+    samples = time_calls(lambda: forecast(record, frame, levels=(80,)), repeats=repeats)
+    return _percentiles(samples)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def tail_rows(df: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The last ``n`` rows of each series."""
+    return df.filter(pl.int_range(pl.len()).over("unique_id") >= pl.len().over("unique_id") - n)
+
+
+def backend() -> str:
+    devices = jax.devices()
+    return f"{devices[0].platform} x{len(devices)} ({devices[0].device_kind})"
+
+
+def neuralforecast_throughput(
+    df: Any, config: NHITSConfig, *, batch_size: int = 256, steps: int = 50
+) -> dict[str, float | str]:
+    """neuralforecast's NHITS windows/s on the same data and config, when it is installed.
+
+    Fit time is measured at ``steps`` and ``2 * steps`` optimisation steps; the difference
+    removes neuralforecast's fixed setup cost, leaving the per-step rate.
+    """
+    try:
+        from neuralforecast import NeuralForecast
+        from neuralforecast.losses.pytorch import MQLoss
+        from neuralforecast.models import NHITS
+    except ImportError:
+        return {"skipped": "neuralforecast is not installed (pip install neuralforecast)"}
+    pandas_df = validate(df).to_pandas()
+
+    def fit_seconds(max_steps: int) -> float:
+        model = NHITS(
+            h=config.horizon,
+            input_size=config.input_size,
+            loss=MQLoss(quantiles=list(config.quantiles)),
+            max_steps=max_steps,
+            windows_batch_size=batch_size,
+            batch_size=32,
+            val_check_steps=10**9,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            logger=False,
+            accelerator="cpu",
+        )
+        start = time.perf_counter()
+        NeuralForecast(models=[model], freq="15min").fit(pandas_df)
+        return time.perf_counter() - start
+
+    short, long = fit_seconds(steps), fit_seconds(2 * steps)
+    per_step = max(long - short, 1e-9) / steps
+    return {"windows_per_s": batch_size / per_step, "step_ms": 1e3 * per_step}
