@@ -14,6 +14,7 @@ from ntjax.data import from_wide, load_dataset, train_test_split
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
 from ntjax.predict import forecast
 from ntjax.registry import ModelRecord, Registry
+from ntjax.streaming import StreamingForecaster
 from ntjax.train import train
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "NHITSConfig",
     "OptimizerConfig",
     "Registry",
+    "StreamingForecaster",
     "TrainingConfig",
     "__version__",
     "data",

@@ -1,0 +1,289 @@
+"""Real-time streaming inference.
+
+``StreamingForecaster`` keeps each series' last ``input_size`` scaled points in a
+device-resident ring buffer. ``update`` writes new observations into the buffers and returns the
+new forecasts of the series that ticked from one jitted call: no window is rebuilt on the host.
+Optionally, every ``adapt_every`` ticks a background thread fine-tunes the model for a few steps
+on the recent data and swaps in the new record (new id, ``parent_id`` set) without blocking
+forecasts.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+
+from ntjax.config import ModelConfig, TrainingConfig
+from ntjax.data.frame import to_polars, validate
+from ntjax.data.windows import channels, pack
+from ntjax.models import spec_for
+from ntjax.predict import forecast_frame, level_quantiles, quantile_index, scaler_rows
+from ntjax.registry import ModelRecord
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("buffer", "head"))
+def _tick(
+    config: ModelConfig, params, buffer, head, rows, values, key
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Writes one observation for each of ``rows`` and predicts those series.
+
+    Args:
+      buffer: ``[n_series, input_size, n_channels]`` ring buffers (scaled).
+      head: ``[n_series]`` int32 position of each buffer's oldest point.
+      rows: ``[k]`` int32 series indices; ``n_series`` marks padding.
+      values: ``[k, n_channels]`` scaled observations.
+
+    Returns:
+      New ``buffer``, ``head`` and ``[k, horizon, n_quantiles]`` scaled forecasts.
+    """
+    n_series, size = buffer.shape[0], buffer.shape[1]
+    safe = jnp.minimum(rows, n_series - 1)
+    buffer = buffer.at[rows, head[safe]].set(values, mode="drop")
+    head = head.at[rows].set((head[safe] + 1) % size, mode="drop")
+    order = (head[safe][:, None] + jnp.arange(size)[None, :]) % size
+    windows = buffer[safe[:, None], order]  # [k, input_size, n_channels], oldest first
+    inputs = {"y": windows[..., 0]}
+    if config.hist_exog:
+        inputs["hist_exog"] = windows[..., 1:]
+    quantiles = spec_for(config).predict_quantiles(config, params, inputs, key=key)
+    return buffer, head, quantiles
+
+
+def _bucket(n: int) -> int:
+    """Padded batch size (powers of two) so a handful of shapes cover every tick size."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+class StreamingForecaster:
+    """Forecasts that follow a live feed, one jitted call per tick.
+
+    Args:
+      record: a trained model (without future-known exogenous inputs).
+      history_df: long frame with at least ``input_size`` points per series.
+      levels: interval levels returned with each forecast.
+      adapt_every: fine-tune every this many ticks (None: never).
+      adapt_steps: gradient steps of each fine-tuning.
+      adapt_window: recent points per series kept for fine-tuning.
+      key: PRNG key for sampling models.
+
+    Example:
+      stream = nt.StreamingForecaster(record, history)
+      frame = stream.update(pl.DataFrame({"unique_id": ["OT"], "ds": [t], "y": [21.3]}))
+    """
+
+    def __init__(
+        self,
+        record: ModelRecord,
+        history_df: Any,
+        *,
+        levels: Sequence[float] = (),
+        adapt_every: int | None = None,
+        adapt_steps: int = 20,
+        adapt_window: int = 2000,
+        key: jax.Array | None = None,
+    ) -> None:
+        config = record.config
+        if config.futr_exog:
+            raise ValueError(
+                "streaming needs future values a tick does not carry: the model uses futr_exog "
+                f"{list(config.futr_exog)}; use nt.forecast with futr_df instead."
+            )
+        for level in levels:
+            for q in level_quantiles(level):
+                quantile_index(config, q)
+        frame = validate(
+            history_df,
+            exog=config.hist_exog,
+            min_length=config.input_size,
+            length_reason="input_size",
+        )
+        keep = max(config.input_size, adapt_window if adapt_every else 0, 2)
+        panel = pack(frame, channels(config), tail=keep)
+        self.record = record
+        self.levels = tuple(levels)
+        self._panel = panel
+        self._index = {u: i for i, u in enumerate(panel.ids)}
+        self._loc, self._scale = scaler_rows(record.scaler, panel)
+        scaled = (panel.values[:, -config.input_size :] - self._loc[:, None]) / self._scale[:, None]
+        self._buffer = jnp.asarray(scaled, jnp.float32)
+        self._head = jnp.zeros(panel.n_series, jnp.int32)
+        self._last_ds = panel.ds[:, -1].copy()
+        self._frequencies = panel.frequencies()
+        self._key = jax.random.key(0) if key is None else key
+        self._ticks = 0
+        self._lock = threading.Lock()
+        self.adapt_every, self.adapt_steps = adapt_every, adapt_steps
+        self._recent = [
+            collections.deque(
+                zip(
+                    panel.ds[i, panel.n_time - n :],
+                    panel.values[i, panel.n_time - n :],
+                    strict=True,
+                ),
+                maxlen=keep,
+            )
+            for i, n in enumerate(panel.lengths)
+        ]
+        self._adapter: threading.Thread | None = None
+        self.records: list[ModelRecord] = [record]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self._panel.ids
+
+    def update_arrays(
+        self, unique_ids: Sequence[str], ds: Sequence[Any], values: np.ndarray
+    ) -> np.ndarray:
+        """Fast path: ``values`` ``[n_ticks, n_channels]`` (``y`` then ``hist_exog``) observed at
+        ``ds`` (int, or datetimes) for ``unique_ids``; at most one tick per series.
+
+        Returns:
+          ``[n_ticks, horizon, n_quantiles]`` forecasts in original units, in tick order.
+        """
+        rows, stamps, values = self._check(unique_ids, ds, values)
+        with self._lock:
+            quantiles = self._advance(rows, stamps, values)
+        self._maybe_adapt()
+        return quantiles
+
+    def update(self, ticks: Any) -> pl.DataFrame:
+        """Takes new observations (a long frame ``unique_id, ds, y`` + ``hist_exog`` columns,
+        any number of ticks per series, each series in time order) and returns the forecast
+        frame (as ``nt.forecast``) of every series that ticked, from its newest point.
+
+        Raises:
+          ValueError: for unknown series, NaN/inf values, or a time stamp not after the series'
+            last one; the state is then unchanged.
+        """
+        config = self.record.config
+        frame = to_polars(ticks)
+        missing = [c for c in ("unique_id", "ds", *channels(config)) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"ticks lack column(s) {missing}.")
+        frame = validate(frame, exog=config.hist_exog)
+        expected = pl.Int64 if self._panel.ds_is_int else pl.Datetime("us")
+        if frame.schema["ds"] != expected:
+            raise ValueError(
+                f"tick ds must be {expected} like the history, got {frame.schema['ds']}."
+            )
+        raw = frame.select(channels(config)).to_numpy().astype(np.float64)
+        ds = frame["ds"].to_physical().to_numpy()
+        rank = frame.select(pl.int_range(pl.len()).over("unique_id")).to_series().to_numpy()
+        rows, ds, raw = self._check(frame["unique_id"].to_list(), ds, raw, allow_repeats=True)
+        latest: dict[int, np.ndarray] = {}
+        with self._lock:
+            for k in range(int(rank.max()) + 1):  # the k-th tick of every series, in order
+                pick = rank == k
+                quantiles = self._advance(rows[pick], ds[pick], raw[pick])
+                latest.update(zip(rows[pick].tolist(), quantiles, strict=True))
+        self._maybe_adapt()
+        ticked = np.array(list(latest), np.int64)
+        return self._frame(ticked, np.stack([latest[r] for r in latest]))
+
+    def _check(self, unique_ids, ds, values, allow_repeats: bool = False):
+        config = self.record.config
+        values = np.asarray(values, np.float64).reshape(len(unique_ids), -1)
+        if values.shape[1] != len(channels(config)):
+            raise ValueError(f"each tick needs {len(channels(config))} values {channels(config)}.")
+        unknown = [u for u in unique_ids if u not in self._index]
+        if unknown:
+            raise ValueError(f"ticks for unknown series {sorted(set(unknown))[:5]}.")
+        if not np.isfinite(values).all():
+            raise ValueError("ticks contain NaN or infinite values.")
+        rows = np.fromiter((self._index[u] for u in unique_ids), np.int64, len(unique_ids))
+        if not allow_repeats and len(np.unique(rows)) != len(rows):
+            raise ValueError("update_arrays takes at most one tick per series; use update().")
+        if not isinstance(ds, np.ndarray):
+            ds = pl.Series(list(ds)).to_physical().to_numpy()
+        stamps = np.asarray(ds, np.int64)
+        first = np.unique(rows, return_index=True)[1]
+        late = stamps[first] <= self._last_ds[rows[first]]
+        if late.any():
+            bad = self.ids[rows[first][late][0]]
+            raise ValueError(f"out-of-order tick for series {bad!r}: ds is not after its last one.")
+        return rows, stamps, values
+
+    def _advance(self, rows: np.ndarray, stamps: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        config = self.record.config
+        n, size = len(rows), _bucket(len(rows))
+        scaled = (raw - self._loc[rows]) / self._scale[rows]
+        padded_rows = np.full(size, self._panel.n_series, np.int32)
+        padded_rows[:n] = rows
+        padded = np.zeros((size, raw.shape[1]), np.float32)
+        padded[:n] = scaled
+        self._ticks += 1
+        self._buffer, self._head, quantiles = _tick(
+            config,
+            self.record.params,
+            self._buffer,
+            self._head,
+            padded_rows,
+            padded,
+            jax.random.fold_in(self._key, self._ticks),
+        )
+        self._last_ds[rows] = stamps
+        for r, d, v in zip(rows, stamps, raw, strict=True):
+            self._recent[r].append((d, v))
+        out = np.asarray(quantiles)[:n]
+        return out * self._scale[rows, None, None, 0] + self._loc[rows, None, None, 0]
+
+    def _frame(self, rows: np.ndarray, quantiles: np.ndarray) -> pl.DataFrame:
+        config = self.record.config
+        future = np.stack(
+            [self._frequencies[r].advance(int(self._last_ds[r]), config.horizon) for r in rows]
+        )
+        sub = dataclasses.replace(self._panel, ids=tuple(self.ids[r] for r in rows))
+        return forecast_frame(config, sub, future, quantiles, self.levels)
+
+    def recent_frame(self) -> pl.DataFrame:
+        """The recent observations kept per series (history tail + ticks) as a long frame."""
+        parts = []
+        for uid, points in zip(self.ids, self._recent, strict=True):
+            ds = np.array([p[0] for p in points], np.int64)
+            values = np.stack([p[1] for p in points])
+            columns = {"unique_id": [uid] * len(ds), "ds": self._panel.ds_series(ds)}
+            for j, name in enumerate(channels(self.record.config)):
+                columns[name] = values[:, j]
+            parts.append(pl.DataFrame(columns))
+        return pl.concat(parts)
+
+    def _maybe_adapt(self) -> None:
+        if not self.adapt_every or self._ticks % self.adapt_every:
+            return
+        if self._adapter is not None and self._adapter.is_alive():
+            return  # the previous adaptation is still running: never queue up work
+        recent = self.recent_frame()
+        parent = self.record
+
+        def adapt() -> None:
+            from ntjax.train import fit
+
+            training = TrainingConfig(
+                max_steps=self.adapt_steps,
+                batch_size=min(parent.training.batch_size if parent.training else 64, 64),
+                val_check_steps=self.adapt_steps,
+                scaler=parent.scaler.kind,
+                progress=False,
+                seed=self._ticks,
+            )
+            child = fit(recent, parent.config, training, parent.optimizer, init_from=parent)
+            with self._lock:
+                self.record = child
+                self.records.append(child)
+
+        self._adapter = threading.Thread(target=adapt, name="ntjax-adapt", daemon=True)
+        self._adapter.start()
+
+    def wait_for_adaptation(self, timeout: float | None = None) -> None:
+        """Blocks until a running fine-tuning has swapped in its record (for tests, scripts)."""
+        if self._adapter is not None:
+            self._adapter.join(timeout)
