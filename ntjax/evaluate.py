@@ -20,7 +20,13 @@ from ntjax.data.scalers import transform
 from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
 from ntjax.metrics import forecast_metrics, naive_scale
 from ntjax.models import spec_for
-from ntjax.predict import level_quantiles, quantile_index, scaler_rows, supported_levels
+from ntjax.predict import (
+    adjust_quantiles,
+    level_quantiles,
+    quantile_index,
+    scaler_rows,
+    supported_levels,
+)
 from ntjax.registry import ModelRecord
 
 
@@ -80,7 +86,7 @@ def predict_at_cutoffs(
         )
         for i in range(0, len(series), batch)
     ]
-    out = np.concatenate([np.asarray(c) for c in chunks])[:total]
+    out = adjust_quantiles(record, np.concatenate([np.asarray(c) for c in chunks])[:total])
     return out.reshape(n_series, len(cutoffs), config.horizon, -1)
 
 

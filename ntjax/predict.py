@@ -41,6 +41,22 @@ def predict_quantiles(
     return spec_for(config).predict_quantiles(config, params, inputs, key=key)
 
 
+def quantile_offsets(record: ModelRecord) -> np.ndarray | None:
+    """Split-conformal offsets ``[horizon, n_quantiles]`` (scaled units) of a calibrated
+    record, None for an uncalibrated one (see ``ntjax.calibrate``)."""
+    calibration = record.extra.get("calibration")
+    return None if calibration is None else np.asarray(calibration["offsets"], np.float32)
+
+
+def adjust_quantiles(record: ModelRecord, quantiles: np.ndarray) -> np.ndarray:
+    """Applies a calibrated record's offsets to scaled ``[..., horizon, n_quantiles]``
+    predictions; sorting along the quantile axis keeps them non-crossing."""
+    offsets = quantile_offsets(record)
+    if offsets is None:
+        return quantiles
+    return np.sort(quantiles + offsets, axis=-1)
+
+
 def level_quantiles(level: float) -> tuple[float, float]:
     """The quantiles bounding a central ``level``% interval: 80 -> (0.1, 0.9)."""
     if not 0 < level < 100:
@@ -208,6 +224,8 @@ def forecast(
     inputs = model_inputs(config, history, futr)
     if key is None and spec_for(config).sample is not None:
         key = jax.random.key(0)
-    scaled = np.asarray(predict_quantiles(config, record.params, inputs, key))
+    scaled = adjust_quantiles(
+        record, np.asarray(predict_quantiles(config, record.params, inputs, key))
+    )
     quantiles = scaled * scale[:, None, None, 0] + loc[:, None, None, 0]
     return forecast_frame(config, panel, future_ds, quantiles, levels)

@@ -26,7 +26,13 @@ from ntjax.config import ModelConfig, TrainingConfig
 from ntjax.data.frame import to_polars, validate
 from ntjax.data.windows import channels, pack
 from ntjax.models import spec_for
-from ntjax.predict import forecast_frame, level_quantiles, quantile_index, scaler_rows
+from ntjax.predict import (
+    adjust_quantiles,
+    forecast_frame,
+    level_quantiles,
+    quantile_index,
+    scaler_rows,
+)
 from ntjax.registry import ModelRecord
 
 
@@ -233,7 +239,7 @@ class StreamingForecaster:
         self._last_ds[rows] = stamps
         for r, d, v in zip(rows, stamps, raw, strict=True):
             self._recent[r].append((d, v))
-        out = np.asarray(quantiles)[:n]
+        out = adjust_quantiles(self.record, np.asarray(quantiles)[:n])
         return out * self._scale[rows, None, None, 0] + self._loc[rows, None, None, 0]
 
     def _frame(self, rows: np.ndarray, quantiles: np.ndarray) -> pl.DataFrame:
