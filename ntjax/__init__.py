@@ -9,15 +9,36 @@ nt.evaluate(record, df, test_size=24 * 7)
 
 from ntjax import data, metrics, models
 from ntjax._version import __version__
+from ntjax.backtest import (
+    BacktestResult,
+    HoldStrategy,
+    IntervalStrategy,
+    SignStrategy,
+    SizedStrategy,
+    backtest,
+    make_strategy,
+)
+from ntjax.calibrate import calibrate
 from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
+from ntjax.crossval import cross_validation
 from ntjax.data import from_wide, load_dataset, train_test_split
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
-from ntjax.predict import forecast
+from ntjax.predict import ensemble, forecast
 from ntjax.registry import ModelRecord, Registry
 from ntjax.streaming import StreamingForecaster
 from ntjax.train import train
 
 __all__ = [
+    "BacktestResult",
+    "HoldStrategy",
+    "IntervalStrategy",
+    "SignStrategy",
+    "SizedStrategy",
+    "backtest",
+    "calibrate",
+    "cross_validation",
+    "ensemble",
+    "make_strategy",
     "ModelRecord",
     "NHITSConfig",
     "OptimizerConfig",

@@ -454,7 +454,29 @@ def train(
     config: ModelConfig,
     training: TrainingConfig | None = None,
     optimizer: OptimizerConfig | None = None,
+    *,
+    ensemble_size: int = 1,
+    ensemble_method: str = "mean",
     **kwargs: Any,
 ) -> ModelRecord:
-    """``nt.train``: see ``fit``."""
+    """``nt.train``: fits ``config`` on ``df`` (see ``fit``).
+
+    With ``ensemble_size=K > 1``, K members of ``config`` with different initialisations are
+    trained together as one vmapped program (each on its own loss) and returned as one
+    ``ensemble`` record whose params carry a leading member axis.
+    """
+    if ensemble_size > 1:
+        from ntjax.models.ensemble import EnsembleConfig
+
+        config = EnsembleConfig(
+            horizon=config.horizon,
+            input_size=config.input_size,
+            quantiles=config.quantiles,
+            hist_exog=config.hist_exog,
+            futr_exog=config.futr_exog,
+            members=(config,),
+            size=ensemble_size,
+            method=ensemble_method,
+            weights=(1.0,) * ensemble_size if ensemble_method == "weighted" else (),
+        )
     return fit(df, config, training, optimizer, **kwargs)
