@@ -24,7 +24,8 @@ from ntjax.crossval import cross_validation
 from ntjax.data import from_wide, load_dataset, train_test_split
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
 from ntjax.predict import ensemble, forecast
-from ntjax.registry import ModelRecord, Registry
+from ntjax.registry import ModelRecord, Registry, model_status
+from ntjax.store import RateLimit, Store
 from ntjax.streaming import StreamingForecaster
 from ntjax.train import train
 
@@ -42,7 +43,10 @@ __all__ = [
     "ModelRecord",
     "NHITSConfig",
     "OptimizerConfig",
+    "RateLimit",
     "Registry",
+    "Store",
+    "model_status",
     "StreamingForecaster",
     "TrainingConfig",
     "__version__",

@@ -12,14 +12,14 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
 from ntjax.models import count_params
 
 STATUSES = ("training", "trained", "failed")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def new_id() -> str:
@@ -28,7 +28,7 @@ def new_id() -> str:
 
 def check_id(model_id: Any) -> str:
     """Accepts only canonical lowercase UUID4 strings (the only ids ntjax issues)."""
-    if not isinstance(model_id, str) or not _UUID.match(model_id):
+    if not isinstance(model_id, str) or not _UUID.fullmatch(model_id):
         raise ValueError(f"model id must be a canonical lowercase UUID4, got {model_id!r}.")
     return model_id
 
@@ -143,7 +143,9 @@ class Registry(Mapping[str, ModelRecord]):
 
     def add(self, record: ModelRecord) -> Registry:
         if record.id in self._records:
-            raise ValueError(f"model {record.id} is already in the registry; records are immutable.")
+            raise ValueError(
+                f"model {record.id} is already in the registry; records are immutable."
+            )
         return Registry({**self._records, record.id: record})
 
     def lineage(self, model_id: str) -> list[ModelRecord]:
@@ -155,3 +157,34 @@ class Registry(Mapping[str, ModelRecord]):
 
     def __repr__(self) -> str:
         return f"Registry({len(self)} records)"
+
+
+class StatusSource(Protocol):
+    """Anything that reports model metadata the way ``ntjax.store.Store`` does."""
+
+    def status(self, model_id: str | None = None) -> dict[str, Any] | list[dict[str, Any]]: ...
+
+
+def model_status(
+    source: Registry | StatusSource, model_id: str | None = None
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """Metadata of one model, or of every model, in a registry or a store.
+
+    Args:
+      source: a ``Registry`` or a ``Store``.
+      model_id: canonical UUID4 of one model (None: all models).
+
+    Returns:
+      For one model a dict: ``id, kind, status, metrics, n_params, created_at, updated_at``
+      plus ``horizon, input_size, quantiles`` (registry), ``parent_id, data_fingerprint,
+      version, error`` (a store adds ``evaluation`` and ``aliases``); for all models a list of
+      such dicts, newest first.
+    """
+    if isinstance(source, Registry):
+        if model_id is not None:
+            return source[model_id].summary()
+        records = sorted(source.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        return [record.summary() for record in records]
+    if model_id is not None:
+        check_id(model_id)
+    return source.status(model_id)

@@ -8,6 +8,7 @@ runs data-parallel: windows sharded on a ``data`` mesh axis, parameters replicat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -47,14 +48,20 @@ class TrainState(NamedTuple):
 class TrainingData(NamedTuple):
     """Device-resident training data.
 
+    Shapes are padded to buckets (time on the left with zeros, the window table at the end) so
+    that refits on slightly longer data reuse the compiled step instead of recompiling.
+
     Attributes:
       values: ``[n_series, time, n_channels]`` float32, scaled, zeros where no data.
-      windows: ``[n_windows, 2]`` int32 (series, start) of every training window.
+      windows: ``[table, 2]`` int32 (series, start) of training windows; the first
+        ``n_windows`` rows are real.
+      n_windows: ``[]`` int32 number of real training windows (steps sample among them).
       val_windows: ``[n_val, 2]`` int32 (series, start) of validation windows.
     """
 
     values: jax.Array
     windows: jax.Array
+    n_windows: jax.Array
     val_windows: jax.Array
 
 
@@ -119,17 +126,33 @@ def prepare(
             missing = [u for u, k in zip(panel.ids, known, strict=True) if not k][:5]
             raise ValueError(f"series {missing} are not in the scaler of the model being tuned.")
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0).astype(np.float32)
+    pad = _time_bucket(n_time) - n_time
+    scaled = np.concatenate(
+        [np.zeros((panel.n_series, pad, scaled.shape[2]), np.float32), scaled], 1
+    )
     first = n_time - panel.lengths
-    starts = [np.arange(f, train_end - window + 1) for f in first]
+    starts = [np.arange(f, max(f, train_end - window + 1)) for f in first]
     windows = np.concatenate(
-        [np.stack([np.full(len(s), i), s], axis=1) for i, s in enumerate(starts)]
+        [np.stack([np.full(len(s), i), s + pad], axis=1) for i, s in enumerate(starts)]
     ).astype(np.int32)
+    n_windows = len(windows)
+    table = np.zeros((1 << max(0, (n_windows - 1).bit_length()), 2), np.int32)
+    table[:n_windows] = windows
+    val_windows = validation_starts(panel, config, training.val_size)
+    val_windows[:, 1] += pad
     data = TrainingData(
         values=jnp.asarray(scaled),
-        windows=jnp.asarray(windows),
-        val_windows=jnp.asarray(validation_starts(panel, config, training.val_size)),
+        windows=jnp.asarray(table),
+        n_windows=jnp.asarray(n_windows, jnp.int32),
+        val_windows=jnp.asarray(val_windows),
     )
     return Prepared(panel, scaler, data, fingerprint(panel))
+
+
+def _time_bucket(n_time: int) -> int:
+    """``n_time`` rounded up to a multiple of a quarter of its power of two (<= 25% padding)."""
+    granule = 1 << max(0, n_time.bit_length() - 3)
+    return -(-n_time // granule) * granule
 
 
 def _window_loss(spec: ModelSpec, config: ModelConfig, params, data_values, windows, key):
@@ -152,7 +175,7 @@ def train_step_fn(
 
     def step(state: TrainState, data: TrainingData, key: jax.Array):
         sample_key, dropout_key = jax.random.split(jax.random.fold_in(key, state.step))
-        pick = jax.random.randint(sample_key, (batch_size,), 0, data.windows.shape[0])
+        pick = jax.random.randint(sample_key, (batch_size,), 0, data.n_windows)
         windows = data.windows[pick]
         if batch_sharding is not None:
             windows = jax.lax.with_sharding_constraint(windows, batch_sharding)
@@ -190,6 +213,34 @@ def _mesh_devices(training: TrainingConfig) -> list[jax.Device]:
     return devices[:n]
 
 
+@functools.lru_cache(maxsize=32)
+def _programs(
+    config: ModelConfig,
+    optimizer: OptimizerConfig,
+    batch_size: int,
+    max_steps: int,
+    device_ids: tuple[int, ...],
+):
+    """The optimizer, mesh and jitted step/eval of a run, cached so that runs differing only in
+    seed or data (refits, cross-validation, backtests) reuse one compiled program."""
+    tx = optimizer.build(max_steps)
+    mesh, batch_sharding = None, None
+    if len(device_ids) > 1:
+        devices = [d for d in jax.local_devices() if d.id in device_ids]
+        mesh = jax.make_mesh(
+            (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
+        )
+        batch_sharding = NamedSharding(mesh, P("data"))
+    step = jax.jit(train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0)
+    return tx, mesh, step, jax.jit(eval_loss_fn(config))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_init(config: ModelConfig, key: jax.Array) -> Any:
+    """A family's ``init``, compiled once per config instead of run op by op."""
+    return spec_for(config).init(config, key)
+
+
 class Trainer:
     """The compiled pieces of one training run: state init, the jitted step and eval.
 
@@ -202,18 +253,10 @@ class Trainer:
     ) -> None:
         self.config, self.training, self.optimizer = config, training, optimizer
         self.spec = spec_for(config)
-        self.tx = optimizer.build(training.max_steps)
-        devices = _mesh_devices(training)
-        self.mesh = None
-        batch_sharding = None
-        if len(devices) > 1:
-            self.mesh = jax.make_mesh(
-                (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
-            )
-            batch_sharding = NamedSharding(self.mesh, P("data"))
-        step = train_step_fn(config, self.tx, training.batch_size, batch_sharding)
-        self.step = jax.jit(step, donate_argnums=0)
-        self.eval_loss = jax.jit(eval_loss_fn(config))
+        devices = tuple(d.id for d in _mesh_devices(training))
+        self.tx, self.mesh, self.step, self.eval_loss = _programs(
+            config, optimizer, training.batch_size, training.max_steps, devices
+        )
 
     @property
     def n_devices(self) -> int:
@@ -227,7 +270,7 @@ class Trainer:
 
     def init_state(self, key: jax.Array, params: Any | None = None) -> TrainState:
         if params is None:
-            params = self.spec.init(self.config, key)
+            params = _jitted_init(self.config, key)
         params = jax.tree.map(jnp.asarray, params)
         state = TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params))
         return self.replicate(state)
@@ -331,7 +374,7 @@ def fit(
     )
     trainer = Trainer(config, training, optimizer)
     data = trainer.replicate(prepared.data)
-    if data.windows.shape[0] == 0:
+    if int(prepared.data.n_windows) == 0:
         raise ValueError("no training windows: the series are too short for this config.")
     init_key, run_key_ = jax.random.split(jax.random.key(training.seed))
     state = trainer.init_state(init_key, init_from.params if init_from is not None else None)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import polars as pl
 import pytest
 from conftest import sine_frame
 
@@ -45,15 +46,24 @@ def test_same_seed_gives_identical_parameters(sines):
     assert a.id != b.id
 
 
-def test_train_step_is_traced_once(sines, monkeypatch):
+def test_train_step_is_traced_once_across_runs_and_refits(sines, monkeypatch):
     original = train_module.train_step_fn
     monkeypatch.setattr(
         train_module,
         "train_step_fn",
         lambda *a, **k: chex.assert_max_traces(original(*a, **k), n=1),
     )
-    record = nt.train(sines, TINY, _training(max_steps=25, val_size=12, val_check_steps=5))
-    assert record.metrics["steps"] == 25
+    train_module._programs.cache_clear()
+    try:
+        training = _training(max_steps=25, val_size=12, val_check_steps=5)
+        record = nt.train(sines, TINY, training)
+        assert record.metrics["steps"] == 25
+        # Another seed and slightly longer data (a refit): same compiled step, no new trace.
+        longer = pl.concat([sines, sine_frame(length=210).filter(pl.col("ds") >= 200)])
+        again = nt.train(longer, TINY, nt.TrainingConfig(**{**training.__dict__, "seed": 7}))
+        assert again.metrics["steps"] == 25
+    finally:
+        train_module._programs.cache_clear()
 
 
 def test_tiny_series_is_fitted_almost_exactly():
