@@ -8,8 +8,11 @@ to the shipped ETTh1 when absent), horizon 96, input 480, 256 windows per step.
 Prints one JSON object: training windows/s, warm one-window predict p50/p99, nt.forecast latency
 on the 7-series frame, peak RSS; with --vs-neuralforecast (when installed) neuralforecast's
 windows/s on the same config and the speed-up.
+Also: streaming tick latency (1 and 100 series, NHITS horizon 24 / input 168 by default),
+K=8 vmapped ensemble training against 8 sequential runs, and the store timings
+(ntjax._bench_store.measure_store: warm load, load + first forecast in a new process).
 Expected on the 2-core CPU: ~10,000 windows/s, predict p50 well under 0.5 ms, forecast ~1-2 ms,
-peak RSS < 1 GB. Run time: about a minute.
+peak RSS < 1 GB. Run time: a few minutes.
 """
 
 import argparse
@@ -40,6 +43,11 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=480)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--vs-neuralforecast", action="store_true")
+    parser.add_argument(
+        "--streaming-config", default="24,168", help="horizon,input_size of the streaming model"
+    )
+    parser.add_argument("--ensemble-steps", type=int, default=200)
+    parser.add_argument("--skip-store", action="store_true", help="skip the store timings")
     args = parser.parse_args()
     df, data_name = load_data()
     config = nt.NHITSConfig(horizon=args.horizon, input_size=args.input_size)
@@ -53,6 +61,26 @@ def main() -> None:
         record, benchmark.tail_rows(df, args.input_size)
     )
     report["forecast_7_series_full_history"] = benchmark.forecast_latency(record, df, repeats=20)
+    horizon, input_size = (int(v) for v in args.streaming_config.split(","))
+    small = nt.NHITSConfig(horizon=horizon, input_size=input_size)
+    small_record = benchmark.untrained_record(df, small)
+    report["streaming_config"] = {"horizon": horizon, "input_size": input_size}
+    for n_series in (1, 100):
+        report[f"streaming_tick_{n_series}_series"] = benchmark.streaming_latency(
+            small_record, df, n_series=n_series
+        )
+    report["streaming_tick_1_series_bench_config"] = benchmark.streaming_latency(
+        record, df, n_series=1
+    )
+    report["ensemble_k8"] = benchmark.ensemble_training_time(
+        df,
+        nt.NHITSConfig(horizon=horizon, input_size=input_size, mlp_units=128),
+        steps=args.ensemble_steps,
+    )
+    if not args.skip_store:
+        from ntjax._bench_store import measure_store
+
+        report["store"] = measure_store(runs=3, repeats=100)
     if args.vs_neuralforecast:
         report["neuralforecast"] = benchmark.neuralforecast_throughput(
             df, config, batch_size=args.batch_size, steps=args.steps

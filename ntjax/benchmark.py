@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
-from ntjax.data.frame import validate
+from ntjax.data.frame import datetime_to_us, validate
 from ntjax.predict import forecast, predict_quantiles
 from ntjax.registry import ModelRecord, new_id
 from ntjax.train import Trainer, prepare
@@ -150,3 +150,66 @@ def neuralforecast_throughput(
     short, long = fit_seconds(steps), fit_seconds(2 * steps)
     per_step = max(long - short, 1e-9) / steps
     return {"windows_per_s": batch_size / per_step, "step_ms": 1e3 * per_step}
+
+
+def streaming_latency(
+    record: ModelRecord, df: Any, *, n_series: int, repeats: int = 300
+) -> dict[str, float]:
+    """Warm latency of one ``StreamingForecaster.update_arrays`` tick carrying a new point for
+    each of ``n_series`` series (copies of the series of ``df`` when it has fewer)."""
+    from ntjax.streaming import StreamingForecaster
+
+    frame = validate(df)
+    ids = frame["unique_id"].unique(maintain_order=True).to_list()
+    copies = [
+        frame.filter(pl.col("unique_id") == ids[i % len(ids)]).with_columns(
+            pl.lit(f"{ids[i % len(ids)]}#{i}").alias("unique_id")
+        )
+        for i in range(n_series)
+    ]
+    history = tail_rows(pl.concat(copies), record.config.input_size + 10)
+    stream = StreamingForecaster(record, history)
+    tick_ids = list(stream.ids)
+    last = history.group_by("unique_id", maintain_order=True).agg(
+        pl.col("ds").last(), pl.col("y").last()
+    )
+    step = np.diff(datetime_to_us(history["ds"][:2]))[0]
+    stamps = datetime_to_us(last["ds"])
+    values = last["y"].to_numpy()[:, None]
+    order = [last["unique_id"].to_list().index(u) for u in tick_ids]
+    stamps, values = stamps[order], values[order]
+    counter = iter(range(1, 10**9))
+
+    def tick() -> np.ndarray:
+        k = next(counter)
+        return stream.update_arrays(tick_ids, stamps + k * step, values)
+
+    return _percentiles(time_calls(tick, repeats=repeats))
+
+
+def ensemble_training_time(
+    df: Any, config: NHITSConfig, *, members: int = 8, steps: int = 200, batch_size: int = 64
+) -> dict[str, float]:
+    """Wall time of ``members`` models trained as one vmapped program
+    (``nt.train(..., ensemble_size=K)``) against ``members`` sequential runs with different
+    seeds; both include compilation, which sequential runs pay once (programs are cached)."""
+    from ntjax.train import train
+
+    def training(seed: int) -> TrainingConfig:
+        return TrainingConfig(
+            max_steps=steps,
+            batch_size=batch_size,
+            val_check_steps=steps,
+            seed=seed,
+            progress=False,
+            devices=1,
+        )
+
+    start = time.perf_counter()
+    train(df, config, training(0), ensemble_size=members)
+    vmapped = time.perf_counter() - start
+    start = time.perf_counter()
+    for seed in range(members):
+        train(df, config, training(seed))
+    sequential = time.perf_counter() - start
+    return {"vmapped_s": vmapped, "sequential_s": sequential, "speedup": sequential / vmapped}

@@ -222,7 +222,7 @@ def forecast(
         raw = _future_exog(config, panel, futr_df, future_ds)
         futr = (raw - loc[:, None, 1 + n_hist :]) / scale[:, None, 1 + n_hist :]
     inputs = model_inputs(config, history, futr)
-    if key is None and spec_for(config).sample is not None:
+    if key is None and spec_for(config).is_stochastic(config):
         key = jax.random.key(0)
     scaled = adjust_quantiles(
         record, np.asarray(predict_quantiles(config, record.params, inputs, key))

@@ -38,7 +38,7 @@ from ntjax.registry import ModelRecord
 
 @functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("buffer", "head"))
 def _tick(
-    config: ModelConfig, params, buffer, head, rows, values, key
+    config: ModelConfig, params, buffer, head, rows, values, key, tick
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Writes one observation for each of ``rows`` and predicts those series.
 
@@ -47,6 +47,7 @@ def _tick(
       head: ``[n_series]`` int32 position of each buffer's oldest point.
       rows: ``[k]`` int32 series indices; ``n_series`` marks padding.
       values: ``[k, n_channels]`` scaled observations.
+      key, tick: the stream's key and tick counter (sampling models use ``fold_in(key, tick)``).
 
     Returns:
       New ``buffer``, ``head`` and ``[k, horizon, n_quantiles]`` scaled forecasts.
@@ -60,13 +61,16 @@ def _tick(
     inputs = {"y": windows[..., 0]}
     if config.hist_exog:
         inputs["hist_exog"] = windows[..., 1:]
-    quantiles = spec_for(config).predict_quantiles(config, params, inputs, key=key)
+    quantiles = spec_for(config).predict_quantiles(
+        config, params, inputs, key=jax.random.fold_in(key, tick)
+    )
     return buffer, head, quantiles
 
 
 def _bucket(n: int) -> int:
-    """Padded batch size (powers of two) so a handful of shapes cover every tick size."""
-    return 1 << max(0, (n - 1).bit_length())
+    """Padded batch size (powers of two up to 16, then multiples of 16), so a handful of
+    compiled shapes cover every tick size with little padding."""
+    return 1 << max(0, (n - 1).bit_length()) if n <= 16 else -(-n // 16) * 16
 
 
 class StreamingForecaster:
@@ -234,11 +238,13 @@ class StreamingForecaster:
             self._head,
             padded_rows,
             padded,
-            jax.random.fold_in(self._key, self._ticks),
+            self._key,
+            np.int32(self._ticks),
         )
         self._last_ds[rows] = stamps
-        for r, d, v in zip(rows, stamps, raw, strict=True):
-            self._recent[r].append((d, v))
+        if self.adapt_every:  # recent data only matters to fine-tuning
+            for r, d, v in zip(rows, stamps, raw, strict=True):
+                self._recent[r].append((d, v))
         out = adjust_quantiles(self.record, np.asarray(quantiles)[:n])
         return out * self._scale[rows, None, None, 0] + self._loc[rows, None, None, 0]
 

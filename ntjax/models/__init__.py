@@ -16,9 +16,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ntjax.config import ModelConfig, NHITSConfig
+from ntjax.config import (
+    DeepARConfig,
+    GRUConfig,
+    LSTMAttentionConfig,
+    ModelConfig,
+    NBEATSConfig,
+    NHITSConfig,
+    TCNConfig,
+    TransformerConfig,
+)
 from ntjax.losses import pinball_loss
-from ntjax.models import nhits
+from ntjax.models import deepar, ensemble, nbeats, nhits, recurrent, tcn, transformer
 from ntjax.models._common import Inputs, Params, as_inputs, dummy_inputs, monotone_quantiles
 
 
@@ -60,9 +69,36 @@ class ModelSpec(NamedTuple):
     def predict_quantiles(self, config, params, inputs, *, key=None) -> jax.Array:
         return self.predict(self, config, params, inputs, key=key)
 
+    def is_stochastic(self, config: ModelConfig) -> bool:
+        """Whether predictions need a PRNG key (sampling families, or ensembles of them)."""
+        members = getattr(config, "members", ())
+        return self.sample is not None or any(spec_for(m).is_stochastic(m) for m in members)
+
 
 MODELS: dict[str, ModelSpec] = {
     "nhits": ModelSpec(NHITSConfig, nhits.init, nhits.apply),
+    "nbeats": ModelSpec(NBEATSConfig, nbeats.init, nbeats.apply),
+    "lstm_attention": ModelSpec(
+        LSTMAttentionConfig, recurrent.lstm_attention_init, recurrent.lstm_attention_apply
+    ),
+    "gru": ModelSpec(GRUConfig, recurrent.gru_init, recurrent.gru_apply),
+    "tcn": ModelSpec(TCNConfig, tcn.init, tcn.apply),
+    "deepar": ModelSpec(
+        DeepARConfig,
+        deepar.init,
+        deepar.apply,
+        loss=deepar.loss,
+        predict=deepar.predict,
+        sample=deepar.sample,
+    ),
+    "transformer": ModelSpec(TransformerConfig, transformer.init, transformer.apply),
+    "ensemble": ModelSpec(
+        ensemble.EnsembleConfig,
+        ensemble.init,
+        ensemble.apply,
+        loss=ensemble.loss,
+        predict=ensemble.predict,
+    ),
 }
 
 CONFIGS: dict[str, type[ModelConfig]] = {name: spec.config_cls for name, spec in MODELS.items()}

@@ -1,0 +1,121 @@
+import jax
+import numpy as np
+import polars as pl
+import pytest
+from conftest import sine_frame
+
+import ntjax as nt
+from ntjax.crossval import drop_last
+
+SMALL = nt.NHITSConfig(
+    horizon=24,
+    input_size=96,
+    mlp_units=64,
+    n_blocks=(1, 1),
+    pool_kernel_sizes=(2, 1),
+    freq_downsample=(4, 1),
+)
+
+
+def _training(seed, **changes):
+    base = dict(
+        max_steps=120,
+        batch_size=64,
+        val_size=24 * 7,
+        val_check_steps=40,
+        seed=seed,
+        progress=False,
+        devices=1,
+    )
+    return nt.TrainingConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def etth1():
+    df = nt.load_dataset("etth1", columns="OT")
+    return df, drop_last(df, 24 * 14)
+
+
+@pytest.fixture(scope="module")
+def members(etth1):
+    _, train = etth1
+    return [nt.train(train, SMALL, _training(seed)) for seed in range(5)]
+
+
+def test_five_member_ensemble_beats_the_mean_member_on_the_etth1_tail(etth1, members):
+    df, _ = etth1
+    combined = nt.ensemble(members)
+    assert combined.kind == "ensemble" and combined.config.n_members == 5
+    member_mae = [nt.evaluate(m, df, test_size=24 * 14)["mae"] for m in members]
+    ensemble_mae = nt.evaluate(combined, df, test_size=24 * 14)["mae"]
+    assert ensemble_mae < np.mean(member_mae)
+
+
+@pytest.mark.parametrize("method", ["mean", "median", "weighted"])
+def test_ensemble_quantiles_are_the_combined_member_quantiles(etth1, members, method):
+    df, _ = etth1
+    combined = nt.ensemble(members[:3], method=method)
+    out = nt.forecast(combined, df, levels=(80,))
+    parts = np.stack([nt.forecast(m, df)["q_0.5"].to_numpy() for m in members[:3]])
+    if method == "mean":
+        expected = parts.mean(0)
+    elif method == "median":
+        expected = np.median(parts, 0)
+    else:
+        w = np.array([1 / m.metrics["val_loss"] for m in members[:3]])
+        expected = (w / w.sum()) @ parts
+    np.testing.assert_allclose(out["y_hat"], expected, rtol=1e-5, atol=1e-5)
+    q = out.select("q_0.1", "q_0.5", "q_0.9").to_numpy()
+    assert np.all(np.diff(q, axis=1) >= 0)
+
+
+def test_ensemble_size_trains_members_together_as_one_program(sines=None):
+    frame = sine_frame(n_series=2, length=150, noise=0.2)
+    config = nt.NHITSConfig(
+        horizon=6,
+        input_size=24,
+        mlp_units=16,
+        n_blocks=(1,),
+        pool_kernel_sizes=(1,),
+        freq_downsample=(1,),
+    )
+    record = nt.train(
+        frame,
+        config,
+        nt.TrainingConfig(max_steps=30, batch_size=16, val_check_steps=10, progress=False),
+        ensemble_size=4,
+    )
+    leaves = jax.tree.leaves(record.params)
+    assert all(leaf.shape[0] == 4 for leaf in leaves)
+    first = [np.asarray(leaf[0]) for leaf in leaves]
+    second = [np.asarray(leaf[1]) for leaf in leaves]
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    out = nt.forecast(record, frame, levels=(80,))
+    assert out.height == 12 and out["y_hat"].is_finite().all()
+
+
+def test_members_with_different_scalers_are_refused(etth1, members):
+    df, train = etth1
+    other = nt.train(train, SMALL, _training(0, max_steps=5, scaler="minmax"))
+    with pytest.raises(ValueError, match="different scalers"):
+        nt.ensemble([members[0], other])
+    with pytest.raises(ValueError, match="at least two"):
+        nt.ensemble(members[:1])
+    shifted = df.with_columns(pl.col("y") + 1)
+    assert nt.forecast(members[0], shifted).height == 24
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["records", "vmapped"])
+def test_saved_ensemble_reloads_bit_identically(etth1, members, tmp_path, stacked):
+    df, train = etth1
+    if stacked:
+        record = nt.train(train, SMALL, _training(0, max_steps=10), ensemble_size=3)
+    else:
+        record = nt.ensemble(members[:3], method="weighted")
+    store = nt.Store(tmp_path / "store")
+    store.save(record)
+    loaded = store.load(record.id)
+    assert loaded.config == record.config
+    a = nt.forecast(record, df, levels=(80,))
+    b = nt.forecast(loaded, df, levels=(80,))
+    assert a.equals(b)
