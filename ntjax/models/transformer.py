@@ -1,0 +1,118 @@
+"""Transformer encoder over the input window with a direct multi-horizon head.
+
+The step features of the window (target, historical and past future-known exogenous values)
+are cut into patches (PatchTST, Nie et al., ICLR 2023; one step per token with
+``patch_len=1``), embedded, given sinusoidal or learned positional encodings and run through
+pre-norm encoder layers (multi-head self-attention and a feed-forward net, each with dropout and
+a residual connection). The flattened tokens feed the multi-horizon decoder shared with the
+recurrent families. The window is read, and the forecast made, in the window's local units
+(``recurrent.window_units``), through a monotone quantile head.
+Dropout draws from the ``dropout`` key that ``apply(..., key=...)`` passes in.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntjax.config import TransformerConfig
+from ntjax.models._common import Inputs, linen_family, monotone_quantiles
+from ntjax.models.recurrent import (
+    MultiHorizonDecoder,
+    decoder_summary,
+    encoder_features,
+    future_features,
+    to_series_units,
+)
+
+
+def sinusoidal_encoding(n_positions: int, d_model: int) -> np.ndarray:
+    """``[n_positions, d_model]`` fixed encodings of Vaswani et al. (2017): sines on even
+    features, cosines on odd ones, wavelengths from 2*pi to 10000*2*pi."""
+    position = np.arange(n_positions)[:, None]
+    rate = np.exp(-np.log(10_000.0) * (np.arange(0, d_model, 2) / d_model))
+    encoding = np.zeros((n_positions, d_model), np.float32)
+    encoding[:, 0::2] = np.sin(position * rate)
+    encoding[:, 1::2] = np.cos(position * rate)[:, : d_model // 2]
+    return encoding
+
+
+def patches(features: jax.Array, patch_len: int, stride: int) -> jax.Array:
+    """Cuts ``[batch, time, f]`` into ``[batch, n_patches, patch_len * f]``.
+
+    The window is left-padded with its first step so that the last patch ends at the last step
+    (the most recent values are never dropped).
+    """
+    time = features.shape[1]
+    n_patches = -(-(time - patch_len) // stride) + 1
+    pad = (n_patches - 1) * stride + patch_len - time
+    if pad:
+        first = jnp.repeat(features[:, :1], pad, axis=1)
+        features = jnp.concatenate([first, features], axis=1)
+    index = np.arange(n_patches)[:, None] * stride + np.arange(patch_len)[None, :]
+    cut = features[:, index]
+    return cut.reshape(features.shape[0], n_patches, -1)
+
+
+class _EncoderLayer(nn.Module):
+    d_model: int
+    n_heads: int
+    ffn_size: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        h = nn.LayerNorm()(x)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=self.n_heads,
+            qkv_features=self.d_model,
+            dropout_rate=self.dropout,
+            deterministic=deterministic,
+        )(h, h)
+        x = x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = nn.LayerNorm()(x)
+        h = nn.Dense(self.ffn_size)(h)
+        h = nn.gelu(h)
+        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = nn.Dense(self.d_model)(h)
+        return x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+
+
+class Transformer(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, inputs: Inputs, deterministic: bool = True) -> jax.Array:
+        cfg = self.config
+        y = inputs["y"]
+        tokens = patches(encoder_features(inputs), cfg.patch_len, cfg.patch_stride)
+        h = nn.Dense(cfg.d_model, name="embed")(tokens)
+        if cfg.positional_encoding == "learned":
+            position = self.param(
+                "position", nn.initializers.normal(0.02), (cfg.n_patches, cfg.d_model)
+            )
+        else:
+            position = jnp.asarray(sinusoidal_encoding(cfg.n_patches, cfg.d_model))
+        h = nn.Dropout(cfg.dropout)(h + position, deterministic=deterministic)
+        for _ in range(cfg.n_layers):
+            h = _EncoderLayer(cfg.d_model, cfg.n_heads, cfg.ffn_size, cfg.dropout)(h, deterministic)
+        h = nn.LayerNorm(name="final_norm")(h)
+        raw = MultiHorizonDecoder(
+            horizon=cfg.horizon,
+            n_outputs=len(cfg.quantiles),
+            context_size=cfg.context_size,
+            hidden_size=cfg.decoder_hidden_size,
+            n_layers=cfg.decoder_layers,
+            dropout=cfg.dropout,
+            name="decoder",
+        )(
+            decoder_summary(h.reshape(h.shape[0], -1), inputs),
+            future_features(inputs),
+            deterministic=deterministic,
+        )
+        return to_series_units(monotone_quantiles(raw, cfg.median_index), y)
+
+
+init, apply = linen_family(Transformer)
