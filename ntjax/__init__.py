@@ -23,6 +23,8 @@ from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
 from ntjax.crossval import cross_validation
 from ntjax.data import from_wide, load_dataset, train_test_split
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
+from ntjax.optimize import OptimizeResult, optimize
+from ntjax.population import Member, Population, fit_population, train_seeds
 from ntjax.predict import ensemble, forecast
 from ntjax.registry import ModelRecord, Registry, model_status
 from ntjax.store import RateLimit, Store
@@ -40,7 +42,10 @@ __all__ = [
     "cross_validation",
     "ensemble",
     "make_strategy",
+    "Member",
     "ModelRecord",
+    "OptimizeResult",
+    "Population",
     "NHITSConfig",
     "OptimizerConfig",
     "RateLimit",
@@ -53,7 +58,10 @@ __all__ = [
     "data",
     "evaluate",
     "evaluate_seasonal_naive",
+    "fit_population",
     "forecast",
+    "optimize",
+    "train_seeds",
     "from_wide",
     "load_dataset",
     "metrics",

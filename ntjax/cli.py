@@ -356,6 +356,34 @@ class Command:
     uses_store: bool = True
 
 
+def _optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    from ntjax.optimize import METRICS, PRUNERS, SAMPLERS
+
+    _add_data(parser)
+    parser.add_argument("--model", help="model family (overrides the space's; default nhits)")
+    parser.add_argument("--method", choices=sorted(SAMPLERS), default="bayesian")
+    parser.add_argument("--n-trials", type=int, default=20, help="trials (grid: the whole grid)")
+    parser.add_argument("--space", help="search space JSON file (default: input size x lr)")
+    parser.add_argument("--horizon", type=int, default=24, help="horizon of the default space")
+    parser.add_argument("--max-steps", type=int, default=300, help="steps of the default space")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="mae")
+    parser.add_argument("--pruner", choices=sorted(PRUNERS), default="median")
+    parser.add_argument("--valid-size", type=int, help="steps held out per series (default h)")
+    parser.add_argument("--cv-windows", type=int, help="score by cross-validation over N windows")
+    parser.add_argument("--population", type=int, help="train up to N trials as one program")
+    parser.add_argument("--workers", type=int, default=1, help="processes working on the study")
+    parser.add_argument("--storage", help="optuna RDB URL (default: SQLite file in the store)")
+    parser.add_argument("--study-name", help="name of the study to create or continue")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _optimize(args: argparse.Namespace) -> dict[str, Any]:
+    from ntjax.optimize import optimize_command
+
+    store = _open_store(args)
+    return optimize_command(args, _frame(args), store_root=store.root, save=store.save)
+
+
 def _backtest_arguments(parser: argparse.ArgumentParser) -> None:
     from ntjax.backtest import PRICE_TRANSFORMS, STRATEGIES
     from ntjax.models import MODELS
@@ -403,6 +431,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("rolling-origin evaluation", _evaluate_arguments, _evaluate),
     "status": Command("metadata of one or all models", _status_arguments, _status),
     "alias": Command("set, roll back or show aliases", _alias_arguments, _alias, False),
+    "optimize": Command("hyper-parameter search with optuna", _optimize_arguments, _optimize),
     "backtest": Command(
         "walk-forward trading backtest on forecasts", _backtest_arguments, _backtest
     ),

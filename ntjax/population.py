@@ -1,0 +1,455 @@
+"""Population training: K models with parameters of the same shapes, trained as one program.
+
+Members may differ in their seed, learning rate and dropout rate; everything else (model
+shapes, data, batch size, steps, schedule) is shared. Their parameters and optimizer states are
+stacked on a leading member axis and the train step of ``ntjax.train`` runs under ``jax.vmap``
+in one jitted, donated program, so K trials cost one compilation and one stream of batched
+kernels instead of K. Each member samples its own windows on the device from its own key,
+exactly as ``ntjax.train.fit`` would, so a member matches the same model trained alone up to
+floating-point reassociation.
+
+    population = train_seeds(df, config, training, seeds=range(8))  # an 8-member ensemble
+    population.records  # one ModelRecord per member
+    population.params   # the stacked parameters, [8, ...] on every leaf
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ntjax._version import __version__
+from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
+from ntjax.models import dummy_inputs, spec_for
+from ntjax.registry import ModelRecord, new_id, utc_now
+from ntjax.train import (
+    Progress,
+    TrainingData,
+    TrainState,
+    _jitted_init,
+    eval_loss_fn,
+    prepare,
+    train_step_fn,
+)
+
+# Fields that may differ between members, per config: none of them changes a parameter shape.
+PER_MEMBER_FIELDS = {
+    "model": ("dropout",),
+    "training": ("seed",),
+    "optimizer": ("learning_rate",),
+}
+
+
+class PopulationError(ValueError):
+    """The members cannot share one program (train them one by one instead)."""
+
+
+class Member(NamedTuple):
+    """One model of a population: its model, training and optimizer configs."""
+
+    config: ModelConfig
+    training: TrainingConfig
+    optimizer: OptimizerConfig
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """Result of ``fit_population``.
+
+    Attributes:
+      records: one ``ModelRecord`` per member, in member order; a member stopped by a callback
+        or by a non-finite loss has status ``failed`` and no parameters.
+      params: the members' final parameters stacked on a leading ``[n_members]`` axis (the best
+        by validation loss when ``val_size > 0``); rows of failed members are meaningless.
+      errors: per member, the exception that stopped it (``None`` for trained members).
+    """
+
+    records: tuple[ModelRecord, ...]
+    params: Any
+    errors: tuple[Exception | None, ...]
+
+
+def _normalised(member: Member) -> tuple[ModelConfig, TrainingConfig, OptimizerConfig]:
+    """A member with its per-member fields (and its progress bar) set to fixed values: equal
+    for compatible members."""
+    config = member.config
+    if hasattr(config, "dropout"):
+        config = dataclasses.replace(config, dropout=0.0)
+    training = dataclasses.replace(member.training, seed=0, progress=False)
+    optimizer = dataclasses.replace(member.optimizer, learning_rate=1.0)
+    return config, training, optimizer
+
+
+def incompatibility(members: Sequence[Member]) -> str | None:
+    """Why ``members`` cannot train as one population, or None when they can.
+
+    They can when they differ only in ``PER_MEMBER_FIELDS`` (seed, learning rate, dropout).
+    """
+    if not members:
+        return "a population needs at least one member"
+    reference = _normalised(members[0])
+    names = ("model", "training", "optimizer")
+    for index, member in enumerate(members[1:], start=1):
+        for name, mine, theirs in zip(names, _normalised(member), reference, strict=True):
+            if mine != theirs:
+                fields = [
+                    f.name
+                    for f in dataclasses.fields(mine)
+                    if getattr(mine, f.name) != getattr(theirs, f.name)
+                ] or ["kind"]
+                return (
+                    f"member {index} differs from member 0 in {name} field(s) {fields}; only "
+                    f"{PER_MEMBER_FIELDS[name]} may differ"
+                )
+    if members[0].training.checkpoint_dir is not None:
+        return "population training does not write checkpoints (set checkpoint_dir=None)"
+    return None
+
+
+def _member_dropout(keep_prob: jax.Array):
+    """Method interceptor running every ``nn.Dropout`` with keep probability ``keep_prob``
+    (a traced per-member value) instead of its static rate; the mask and scaling follow
+    ``nn.Dropout`` exactly, so a member equals the model built with its own rate."""
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if not isinstance(module, nn.Dropout) or context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        inputs = args[0]
+        deterministic = nn.merge_param(
+            "deterministic",
+            module.deterministic,
+            kwargs.get("deterministic", args[1] if len(args) > 1 else None),
+        )
+        if deterministic:
+            return inputs
+        rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
+        if rng is None:
+            rng = module.make_rng(module.rng_collection)
+        shape = list(inputs.shape)
+        for dim in module.broadcast_dims:
+            shape[dim] = 1
+        mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
+        return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
+
+    return nn.intercept_methods(interceptor)
+
+
+def _keep_probs(members: Sequence[Member]) -> np.ndarray:
+    # 1 - rate in float64 then float32: the value nn.Dropout itself would use.
+    rates = [getattr(m.config, "dropout", 0.0) for m in members]
+    return np.asarray([np.float32(1.0 - r) for r in rates], np.float32)
+
+
+def _template(members: Sequence[Member]) -> ModelConfig:
+    """The static config the population is traced with: dropout layers exist when any member
+    uses dropout; their rate comes from each member at run time."""
+    config = members[0].config
+    if hasattr(config, "dropout"):
+        config = dataclasses.replace(config, dropout=max(m.config.dropout for m in members))
+    return config
+
+
+def _check_dropout_is_per_member(
+    template: ModelConfig, members: Sequence[Member], params: Any
+) -> None:
+    """Refuses a family whose dropout does not all go through ``nn.Dropout`` (e.g. attention
+    dropout with a static rate): one training forward at the smallest member rate, built with
+    that rate and with the template's layers run at it, must agree."""
+    rates = {getattr(m.config, "dropout", 0.0) for m in members}
+    if len(rates) == 1:
+        return
+    rate = min(rates)
+    spec = spec_for(template)
+    input_key, dropout_key = jax.random.split(jax.random.key(0))
+    inputs = jax.tree.map(
+        lambda x: jax.random.normal(input_key, x.shape, x.dtype), dummy_inputs(template, 4)
+    )
+    own_config = dataclasses.replace(template, dropout=rate)
+    own = jax.jit(lambda p, x: spec.apply(own_config, p, x, key=dropout_key))(params, inputs)
+
+    def shared_apply(p, x):
+        with _member_dropout(jnp.float32(1.0 - rate)):
+            return spec.apply(template, p, x, key=dropout_key)
+
+    shared = jax.jit(shared_apply)(params, inputs)
+    if not np.array_equal(np.asarray(own), np.asarray(shared)):
+        raise PopulationError(
+            f"{template.kind} applies dropout outside nn.Dropout, so members cannot differ in "
+            "dropout; train them one by one."
+        )
+
+
+def _population_tx(optimizer: OptimizerConfig, total_steps: int, learning_rate) -> Any:
+    # Every schedule and optimizer is linear in the learning rate, so the chain is built at
+    # rate 1 and each member's rate is a scale held in its optimizer state.
+    unit = dataclasses.replace(optimizer, learning_rate=1.0).build(total_steps)
+    return optax.chain(unit, optax.inject_hyperparams(optax.scale)(step_size=learning_rate))
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _keep_best(best: Any, params: Any, improved: jax.Array) -> Any:
+    def pick(old, new):
+        return jnp.where(improved.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+    return jax.tree.map(pick, best, params)
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(config: ModelConfig, training: TrainingConfig, optimizer: OptimizerConfig):
+    """The jitted population step and eval of a template config, cached so that successive
+    populations of the same program (e.g. rounds of a study) compile once.
+
+    ``training`` and ``optimizer`` come with their per-member fields normalised.
+    """
+    tx = _population_tx(optimizer, training.max_steps, 1.0)
+    step = train_step_fn(config, tx, training.batch_size)
+    uses_dropout = getattr(config, "dropout", 0.0) > 0
+
+    def member_step(state, data, key, keep_prob):
+        if not uses_dropout:
+            return step(state, data, key)
+        with _member_dropout(keep_prob):
+            return step(state, data, key)
+
+    population_step = jax.jit(jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0)
+    population_eval = jax.jit(jax.vmap(eval_loss_fn(config), in_axes=(0, None)))
+    return population_step, population_eval
+
+
+def _init_state(config: ModelConfig, members: Sequence[Member], init_keys) -> TrainState:
+    """The stacked train state: each member's parameters from the key ``fit`` would use, by
+    the same compiled init."""
+    states = []
+    for member, key in zip(members, init_keys, strict=True):
+        params = _jitted_init(config, key)
+        tx = _population_tx(
+            member.optimizer, member.training.max_steps, member.optimizer.learning_rate
+        )
+        states.append(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)))
+    _check_dropout_is_per_member(config, members, states[0].params)
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def fit_population(
+    df: Any,
+    members: Sequence[Member],
+    *,
+    callbacks: Sequence[Callable[[int, Progress], None]] = (),
+) -> Population:
+    """Trains every member at once as one vmapped, jitted program.
+
+    Args:
+      df: long frame ``unique_id, ds, y`` (+ exogenous columns the configs name).
+      members: models that differ only in seed, learning rate and dropout (see
+        ``incompatibility``).
+      callbacks: called as ``callback(member, progress)`` at each validation check of each
+        running member; raising stops that member (e.g. ``optuna.TrialPruned``) and the
+        exception lands in ``Population.errors`` while the others go on.
+
+    Returns:
+      A ``Population``: one record per member and the stacked parameters.
+
+    Raises:
+      PopulationError: members that cannot share a program (a ``ValueError``).
+      ValueError: data too short for the config.
+    """
+    members = list(members)
+    reason = incompatibility(members)
+    if reason is not None:
+        raise PopulationError(f"these members cannot train as one population: {reason}.")
+    n_members = len(members)
+    started = time.perf_counter()
+    config = _template(members)
+    _, training, optimizer = _normalised(members[0])
+    population_step, population_eval = _programs(config, training, optimizer)
+    training = members[0].training
+    prepared = prepare(df, config, training)
+    data: TrainingData = prepared.data
+    if int(data.n_windows) == 0:
+        raise ValueError("no training windows: the series are too short for this config.")
+
+    # The keys of each member are those fit() derives from its seed.
+    init_keys, run_keys = zip(
+        *(jax.random.split(jax.random.key(m.training.seed)) for m in members), strict=True
+    )
+    run_keys = jnp.stack(run_keys)
+    keep_probs = jnp.asarray(_keep_probs(members))
+    state = _init_state(config, members, init_keys)
+
+    has_val = training.val_size > 0
+    patience = training.early_stopping_patience
+    best = jax.tree.map(jnp.copy, state.params) if has_val else None
+    best_val = np.full(n_members, math.inf)
+    bad_checks = np.zeros(n_members, np.int64)
+    running = np.ones(n_members, bool)
+    stop_step = np.full(n_members, training.max_steps)
+    stopped_early = np.zeros(n_members, bool)
+    errors: list[Exception | None] = [None] * n_members
+    histories = [{"step": [], "train_loss": [], "val_loss": []} for _ in members]
+
+    bar = tqdm(
+        total=training.max_steps,
+        disable=not any(m.training.progress for m in members),
+        file=sys.stderr,
+        desc=f"population {n_members}x{config.kind}",
+        dynamic_ncols=True,
+    )
+    pending: list[jax.Array] = []
+    step_times: list[float] = []
+    tick = time.perf_counter()
+    try:
+        for step in range(training.max_steps):
+            state, loss = population_step(state, data, run_keys, keep_probs)
+            pending.append(loss)
+            done = step + 1
+            if done % training.val_check_steps and done != training.max_steps:
+                continue
+            train_loss = np.mean(np.stack(jax.device_get(pending)), axis=0)
+            step_times.append((time.perf_counter() - tick) / len(pending))
+            pending = []
+            val_loss = np.asarray(population_eval(state.params, data)) if has_val else None
+            if has_val:
+                improved = running & np.isfinite(train_loss) & (val_loss < best_val)
+                best = _keep_best(best, state.params, jnp.asarray(improved))
+                best_val = np.where(improved, val_loss, best_val)
+                bad_checks = np.where(improved, 0, bad_checks + 1)
+            for k in np.flatnonzero(running):
+                if not math.isfinite(train_loss[k]):
+                    errors[k] = FloatingPointError(
+                        f"training loss became {train_loss[k]} at step {done}."
+                    )
+                    running[k], stop_step[k] = False, done
+                    continue
+                member_val = float(val_loss[k]) if has_val else None
+                histories[k]["step"].append(done)
+                histories[k]["train_loss"].append(float(train_loss[k]))
+                histories[k]["val_loss"].append(member_val)
+                try:
+                    for callback in callbacks:
+                        callback(int(k), Progress(done, float(train_loss[k]), member_val))
+                except Exception as error:  # noqa: BLE001 - a callback stops its member only
+                    errors[k] = error
+                    running[k], stop_step[k] = False, done
+                    continue
+                if has_val and patience is not None and bad_checks[k] >= patience:
+                    running[k], stop_step[k], stopped_early[k] = False, done, True
+            finite = train_loss[np.isfinite(train_loss)]
+            if finite.size:
+                bar.set_postfix({"loss": f"{finite.min():.4f}", "running": int(running.sum())})
+            bar.update(done - bar.n)
+            tick = time.perf_counter()
+            if not running.any():
+                break
+    finally:
+        bar.close()
+
+    if has_val:
+        # A member whose validation loss never improved keeps its last parameters, as in fit.
+        final = _keep_best(state.params, best, jnp.asarray(np.isfinite(best_val)))
+    else:
+        final = state.params
+    params_host = jax.device_get(final)
+    elapsed = time.perf_counter() - started
+    step_time = float(np.median(step_times[1:] or step_times)) if step_times else float("nan")
+    device = jax.local_devices()[0]
+    now = utc_now()
+    records = []
+    for k, member in enumerate(members):
+        history = histories[k]
+        metrics: dict[str, float] = {
+            "train_loss": history["train_loss"][-1] if history["train_loss"] else float("nan"),
+            "steps": int(stop_step[k]),
+            "stopped_early": float(stopped_early[k]),
+            "train_time_s": elapsed,
+            "windows_per_s": training.batch_size / step_time if step_time > 0 else 0.0,
+            "population_size": n_members,
+        }
+        if has_val and history["val_loss"]:
+            metrics["val_loss"] = float(best_val[k])
+            metrics["best_step"] = history["step"][int(np.argmin(history["val_loss"]))]
+        failed = errors[k] is not None
+        member_params = None
+        if not failed:
+            member_params = jax.device_put(jax.tree.map(lambda x, k=k: x[k], params_host), device)
+        records.append(
+            ModelRecord(
+                id=new_id(),
+                kind=member.config.kind,
+                config=member.config,
+                params=member_params,
+                scaler=prepared.scaler,
+                status="failed" if failed else "trained",
+                metrics=metrics,
+                history=history,
+                training=member.training,
+                optimizer=member.optimizer,
+                created_at=now,
+                updated_at=now,
+                data_fingerprint=prepared.fingerprint,
+                version=__version__,
+                error=f"{type(errors[k]).__name__}: {errors[k]}" if failed else None,
+                extra={"population_member": k},
+            )
+        )
+    return Population(tuple(records), params_host, tuple(errors))
+
+
+def train_seeds(
+    df: Any,
+    config: ModelConfig,
+    training: TrainingConfig | None = None,
+    optimizer: OptimizerConfig | None = None,
+    *,
+    seeds: Iterable[int],
+) -> Population:
+    """Trains one model per seed as one population (e.g. the members of a deep ensemble).
+
+    Args:
+      df: long frame.
+      config, training, optimizer: shared by every member; ``training.seed`` is replaced by
+        each of ``seeds``.
+      seeds: one seed per member.
+
+    Returns:
+      A ``Population``; ``population.params`` is the stacked ``[n_seeds, ...]`` parameters.
+    """
+    training = training or TrainingConfig()
+    optimizer = optimizer or OptimizerConfig()
+    members = [Member(config, dataclasses.replace(training, seed=int(s)), optimizer) for s in seeds]
+    return fit_population(df, members)
+
+
+def stack_params(records: Sequence[ModelRecord]) -> Any:
+    """Stacks the parameters of records of one config on a leading ``[n_records]`` axis."""
+    if not records or any(r.params is None for r in records):
+        raise ValueError("stack_params needs trained records with parameters.")
+    shapes = {jax.tree.structure(r.params) for r in records}
+    if len(shapes) != 1:
+        raise ValueError("the records' parameters have different structures.")
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *(r.params for r in records))
+
+
+__all__ = [
+    "PER_MEMBER_FIELDS",
+    "Member",
+    "Population",
+    "PopulationError",
+    "fit_population",
+    "incompatibility",
+    "stack_params",
+    "train_seeds",
+]
