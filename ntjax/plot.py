@@ -75,3 +75,35 @@ def loss_curves(history: dict[str, list], *, title: str = "training") -> Figure:
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def calibration_curve(
+    coverages: dict[float, float] | Any, *, title: str = "interval calibration"
+) -> Figure:
+    """Empirical against nominal coverage of central intervals.
+
+    Args:
+      coverages: level (e.g. 80) -> empirical coverage in [0, 1], or an ``nt.evaluate`` result
+        (its ``coverage_L`` entries are used).
+    """
+    if not isinstance(coverages, dict):
+        raise ValueError("coverages must be a dict of level -> coverage or an evaluate result.")
+    points = {
+        float(k.removeprefix("coverage_")) if isinstance(k, str) else float(k): float(v)
+        for k, v in coverages.items()
+        if not isinstance(k, str) or k.startswith("coverage_")
+    }
+    if not points:
+        raise ValueError("no coverage values to plot.")
+    levels = sorted(points)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    ax.plot([0, 100], [0, 100], color="0.6", ls="--", lw=1, label="perfect calibration")
+    ax.plot(levels, [100 * points[lv] for lv in levels], "o-", color="tab:blue", label="empirical")
+    ax.set_xlabel("nominal coverage (%)")
+    ax.set_ylabel("empirical coverage (%)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig
