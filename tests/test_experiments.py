@@ -23,6 +23,7 @@ def _run(script: str, *args: str, timeout: int = 600) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_bench_prints_every_figure():
     out = json.loads(
         _run(

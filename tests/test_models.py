@@ -114,6 +114,36 @@ def test_output_shapes_and_non_crossing_quantiles(kind, key):
     assert np.all(np.diff(np.asarray(out), axis=-1) >= 0)
 
 
+VARIANTS = {
+    "nbeats_interpretable": ("nbeats", dict(stack_types=("trend", "seasonality"), n_blocks=(1, 2))),
+    "lstm_bidirectional_no_skip": (
+        "lstm_attention",
+        dict(bidirectional=True, skip_connection=False),
+    ),
+    "tcn_kernel_3": ("tcn", dict(kernel_size=3)),
+    "deepar_student_t": ("deepar", dict(likelihood="student_t")),
+    "transformer_learned_padded_patches": (
+        "transformer",
+        dict(positional_encoding="learned", patch_len=5, patch_stride=3),
+    ),
+    "transformer_one_token_per_step": ("transformer", dict(patch_len=1, patch_stride=1)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_keep_the_output_contract(variant, key):
+    kind, fields = VARIANTS[variant]
+    config = tiny_config(kind, **fields)
+    spec = spec_for(config)
+    params = spec.init(config, key)
+    out = jax.jit(lambda p, x: spec.predict_quantiles(config, p, x, key=key))(
+        params, random_inputs(config, key, batch=3)
+    )
+    chex.assert_shape(out, (3, HORIZON, 3))
+    chex.assert_tree_all_finite(out)
+    assert np.all(np.diff(np.asarray(out), axis=-1) >= 0)
+
+
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_one_trace_per_jitted_step_and_identical_parameters_from_a_seed(kind, key):
     config = tiny_config(kind)
@@ -230,7 +260,13 @@ def regressor_frame(length=360, n_series=2, seed=0):
     return pl.concat(frames)
 
 
-@pytest.mark.parametrize("kind", EXOG_FAMILIES)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        k if k in ("nhits", "deepar") else pytest.param(k, marks=pytest.mark.slow)
+        for k in EXOG_FAMILIES
+    ],
+)
 def test_future_known_regressor_makes_the_forecast_clearly_better(kind):
     df = regressor_frame()
     train, _ = nt.train_test_split(df, 60)
@@ -245,6 +281,24 @@ def test_future_known_regressor_makes_the_forecast_clearly_better(kind):
         errors[futr_exog] = nt.evaluate(record, df, test_size=60, levels=())["mae"]
     # Without x the best forecast is the mean (MAE ~ 2 * 0.8); with it, the noise (~0.08).
     assert errors[("x",)] < 0.35 * errors[()], errors
+
+
+@pytest.mark.parametrize("kind", ["nhits", "lstm_attention", "gru", "tcn", "transformer", "deepar"])
+def test_exogenous_inputs_reach_the_forecast(kind, key):
+    hist_exog = () if kind == "deepar" else ("h",)
+    config = tiny_config(kind, hist_exog=hist_exog, futr_exog=("f",))
+    spec = spec_for(config)
+    params = spec.init(config, key)
+    predict = jax.jit(lambda p, x: spec.predict_quantiles(config, p, x, key=key))
+    inputs = random_inputs(config, key, batch=2, scale=1.0)
+    base = np.asarray(predict(params, inputs))
+    chex.assert_shape(base, (2, HORIZON, 3))
+    names = ["futr_exog"] + (["hist_exog"] if hist_exog else [])
+    for name in names:
+        moved = dict(inputs)
+        # Only the last step of the future part, or of the history, moves.
+        moved[name] = inputs[name].at[:, -1].add(3.0)
+        assert not np.allclose(np.asarray(predict(params, moved)), base), name
 
 
 def test_forecast_needs_the_future_values_of_the_regressor():

@@ -251,6 +251,7 @@ def test_population_falls_back_when_shapes_change(frame, caplog):
     assert result.trials.height == 1
 
 
+@pytest.mark.slow
 def test_population_round_runs_one_by_one_when_the_family_refuses(frame, caplog):
     space = {
         "model": "lstm_attention",
@@ -310,6 +311,7 @@ def test_optimize_command_returns_json_and_keeps_the_study(frame, tmp_path):
     assert len(study.trials) == 2
 
 
+@pytest.mark.slow
 def test_tuning_bench_smoke():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
