@@ -19,7 +19,17 @@ from ntjax.backtest import (
     make_strategy,
 )
 from ntjax.calibrate import calibrate
-from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
+from ntjax.config import (
+    DeepARConfig,
+    GRUConfig,
+    LSTMAttentionConfig,
+    NBEATSConfig,
+    NHITSConfig,
+    OptimizerConfig,
+    TCNConfig,
+    TrainingConfig,
+    TransformerConfig,
+)
 from ntjax.crossval import cross_validation
 from ntjax.data import from_wide, load_dataset, train_test_split
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
@@ -32,6 +42,12 @@ from ntjax.streaming import StreamingForecaster
 from ntjax.train import train
 
 __all__ = [
+    "DeepARConfig",
+    "GRUConfig",
+    "LSTMAttentionConfig",
+    "NBEATSConfig",
+    "TCNConfig",
+    "TransformerConfig",
     "BacktestResult",
     "HoldStrategy",
     "IntervalStrategy",

@@ -49,15 +49,7 @@ SIZES = {
 }
 # The seven forecasting families; `ensemble` combines them and has its own tests.
 FAMILIES = sorted(k for k in MODELS if k != "ensemble")
-# The slowest to compile are marked slow (`-m "not slow"` leaves them out for a quick run).
-EXOG_FAMILIES = [
-    "nhits",
-    "gru",
-    "deepar",
-    pytest.param("lstm_attention", marks=pytest.mark.slow),
-    pytest.param("tcn", marks=pytest.mark.slow),
-    pytest.param("transformer", marks=pytest.mark.slow),
-]
+EXOG_FAMILIES = ["nhits", "lstm_attention", "gru", "tcn", "transformer", "deepar"]
 # One device: the sharded step is covered by the trace test, and one compiles faster.
 FIT_TRAINING = TrainingConfig(
     max_steps=150, batch_size=32, val_check_steps=50, devices=1, progress=False
@@ -283,7 +275,7 @@ def test_future_known_regressor_makes_the_forecast_clearly_better(kind):
     assert errors[("x",)] < 0.35 * errors[()], errors
 
 
-@pytest.mark.parametrize("kind", ["nhits", "lstm_attention", "gru", "tcn", "transformer", "deepar"])
+@pytest.mark.parametrize("kind", EXOG_FAMILIES)
 def test_exogenous_inputs_reach_the_forecast(kind, key):
     hist_exog = () if kind == "deepar" else ("h",)
     config = tiny_config(kind, hist_exog=hist_exog, futr_exog=("f",))
