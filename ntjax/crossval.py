@@ -20,7 +20,7 @@ from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
 from ntjax.data.windows import Panel, channels, pack
 from ntjax.evaluate import actuals_at_cutoffs, predict_at_cutoffs
-from ntjax.predict import level_quantiles, quantile_columns, quantile_index, scaler_rows
+from ntjax.predict import level_quantiles, prediction_columns, quantile_index, scaler_rows
 from ntjax.registry import ModelRecord
 from ntjax.train import fit
 
@@ -132,14 +132,5 @@ def _cv_frame(config, panel, cutoffs, y, predictions, levels) -> pl.DataFrame:
         panel.ds_series(panel.ds[:, times]),
         panel.ds_series(np.repeat(panel.ds[:, cutoffs - 1], horizon, axis=1), "cutoff"),
         pl.Series("y", y.reshape(-1)),
-        pl.Series("y_hat", flat[:, config.median_index]),
     ]
-    columns += [
-        pl.Series(name, column)
-        for name, column in zip(quantile_columns(config), flat.T, strict=True)
-    ]
-    for level in levels:
-        lo, hi = level_quantiles(level)
-        columns.append(pl.Series(f"lo_{level:g}", flat[:, quantile_index(config, lo)]))
-        columns.append(pl.Series(f"hi_{level:g}", flat[:, quantile_index(config, hi)]))
-    return pl.DataFrame(columns)
+    return pl.DataFrame(columns + prediction_columns(config, flat, levels))

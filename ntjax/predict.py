@@ -170,8 +170,15 @@ def forecast_frame(
     columns = [
         pl.Series("unique_id", np.repeat(np.asarray(panel.ids, dtype=object), horizon), pl.String),
         panel.ds_series(future_ds),
-        pl.Series("y_hat", flat[:, config.median_index]),
     ]
+    return pl.DataFrame(columns + prediction_columns(config, flat, levels))
+
+
+def prediction_columns(
+    config: ModelConfig, flat: np.ndarray, levels: Sequence[float]
+) -> list[pl.Series]:
+    """``y_hat``, ``q_<q>`` and ``lo_L``/``hi_L`` columns from ``[rows, n_quantiles]``."""
+    columns = [pl.Series("y_hat", flat[:, config.median_index])]
     columns += [
         pl.Series(name, column)
         for name, column in zip(quantile_columns(config), flat.T, strict=True)
@@ -180,7 +187,7 @@ def forecast_frame(
         lo, hi = level_quantiles(level)
         columns.append(pl.Series(f"lo_{level:g}", flat[:, quantile_index(config, lo)]))
         columns.append(pl.Series(f"hi_{level:g}", flat[:, quantile_index(config, hi)]))
-    return pl.DataFrame(columns)
+    return columns
 
 
 def forecast(
