@@ -25,14 +25,14 @@ def _run(script: str, *args: str, timeout: int = 600) -> str:
 
 @pytest.mark.slow
 def test_bench_prints_every_figure():
-    out = json.loads(
-        _run(
-            "bench.py", "--steps", "2", "--horizon", "8", "--input-size", "16", "--batch-size", "8"
-        )
-    )
+    args = ["--steps", "2", "--horizon", "8", "--input-size", "16", "--batch-size", "8"]
+    args += ["--streaming-config", "4,16", "--ensemble-steps", "3", "--skip-store"]
+    out = json.loads(_run("bench.py", *args))
     assert out["training"]["windows_per_s"] > 0
     assert out["predict_one_window"]["p50_ms"] > 0
     assert out["forecast_7_series"]["p50_ms"] > 0
+    assert out["streaming_tick_100_series"]["p50_ms"] > 0
+    assert out["ensemble_k8"]["vmapped_s"] > 0 and out["ensemble_k8"]["sequential_s"] > 0
     assert out["peak_rss_mb"] > 0
 
 
