@@ -376,7 +376,7 @@ def fit(
     data = trainer.replicate(prepared.data)
     if int(prepared.data.n_windows) == 0:
         raise ValueError("no training windows: the series are too short for this config.")
-    init_key, run_key_ = jax.random.split(jax.random.key(training.seed))
+    init_key, loop_key = jax.random.split(jax.random.key(training.seed))
     state = trainer.init_state(init_key, init_from.params if init_from is not None else None)
 
     has_val = training.val_size > 0
@@ -410,7 +410,7 @@ def fit(
     tick = time.perf_counter()
     try:
         for step in range(start_step, training.max_steps):
-            state, loss = trainer.step(state, data, run_key_)
+            state, loss = trainer.step(state, data, loop_key)
             pending.append(loss)
             done = step + 1
             if done % training.val_check_steps == 0 or done == training.max_steps:
