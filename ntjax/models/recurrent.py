@@ -132,7 +132,8 @@ class MultiHorizonDecoder(nn.Module):
         return nn.Dense(self.n_outputs, name="output")(h)
 
 
-def _decoder(config, n_outputs: int) -> MultiHorizonDecoder:
+def decoder_for(config, n_outputs: int) -> MultiHorizonDecoder:
+    """The multi-horizon decoder a config describes (``context_size``, ``decoder_*``)."""
     return MultiHorizonDecoder(
         horizon=config.horizon,
         n_outputs=n_outputs,
@@ -205,7 +206,7 @@ class LSTMAttention(nn.Module):
         )(queries, states)
         attended = nn.LayerNorm(name="attention_norm")(queries + attended)
 
-        raw = _decoder(cfg, n_q)(summary, future, attended, deterministic=deterministic)
+        raw = decoder_for(cfg, n_q)(summary, future, attended, deterministic=deterministic)
         if cfg.skip_connection:
             local = encoder_features({"y": y})[..., 0]
             skip = nn.Dense(cfg.horizon * n_q, name="skip")(local)
@@ -227,7 +228,7 @@ class GRU(nn.Module):
             cfg.dropout,
             deterministic,
         )
-        raw = _decoder(cfg, len(cfg.quantiles))(
+        raw = decoder_for(cfg, len(cfg.quantiles))(
             decoder_summary(states[:, -1], inputs),
             future_features(inputs),
             deterministic=deterministic,

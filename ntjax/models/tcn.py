@@ -15,7 +15,7 @@ import jax
 from ntjax.config import TCNConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
 from ntjax.models.recurrent import (
-    MultiHorizonDecoder,
+    decoder_for,
     decoder_summary,
     encoder_features,
     future_features,
@@ -61,15 +61,9 @@ class TCN(nn.Module):
             h = _ResidualBlock(cfg.channels, cfg.kernel_size, dilation, cfg.dropout)(
                 h, deterministic
             )
-        raw = MultiHorizonDecoder(
-            horizon=cfg.horizon,
-            n_outputs=len(cfg.quantiles),
-            context_size=cfg.context_size,
-            hidden_size=cfg.decoder_hidden_size,
-            n_layers=cfg.decoder_layers,
-            dropout=cfg.dropout,
-            name="decoder",
-        )(decoder_summary(h[:, -1], inputs), future_features(inputs), deterministic=deterministic)
+        raw = decoder_for(cfg, len(cfg.quantiles))(
+            decoder_summary(h[:, -1], inputs), future_features(inputs), deterministic=deterministic
+        )
         return to_series_units(monotone_quantiles(raw, cfg.median_index), y)
 
 

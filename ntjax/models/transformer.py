@@ -20,7 +20,7 @@ import numpy as np
 from ntjax.config import TransformerConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
 from ntjax.models.recurrent import (
-    MultiHorizonDecoder,
+    decoder_for,
     decoder_summary,
     encoder_features,
     future_features,
@@ -99,15 +99,7 @@ class Transformer(nn.Module):
         for _ in range(cfg.n_layers):
             h = _EncoderLayer(cfg.d_model, cfg.n_heads, cfg.ffn_size, cfg.dropout)(h, deterministic)
         h = nn.LayerNorm(name="final_norm")(h)
-        raw = MultiHorizonDecoder(
-            horizon=cfg.horizon,
-            n_outputs=len(cfg.quantiles),
-            context_size=cfg.context_size,
-            hidden_size=cfg.decoder_hidden_size,
-            n_layers=cfg.decoder_layers,
-            dropout=cfg.dropout,
-            name="decoder",
-        )(
+        raw = decoder_for(cfg, len(cfg.quantiles))(
             decoder_summary(h.reshape(h.shape[0], -1), inputs),
             future_features(inputs),
             deterministic=deterministic,
