@@ -195,9 +195,12 @@ def ensemble_training_time(
     """Wall time of ``members`` models trained as one vmapped program
     (``nt.train(..., ensemble_size=K)``) against ``members`` sequential runs with seeds
     0..K-1 (the same K models: ensemble member k is the run with seed k). ``*_s`` include
-    compilation (paid once by each side); ``*_warm_s`` repeat both with every program
+    the compilation of each side's training program (the parameter init program, which both
+    share, is compiled before either is timed); ``*_warm_s`` repeat both with every program
     compiled, as in a process that trains many ensembles or one with the compilation cache."""
-    from ntjax.train import train
+    from ntjax.train import _jitted_init, train
+
+    jax.block_until_ready(_jitted_init(config, jax.random.key(0)))
 
     def training(seed: int) -> TrainingConfig:
         return TrainingConfig(

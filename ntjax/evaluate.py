@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from ntjax._compile import family_jit
 from ntjax.config import ModelConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
@@ -32,7 +33,7 @@ from ntjax.predict import (
 from ntjax.registry import ModelRecord
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(family_jit, static_argnames=("config",))
 def _predict_windows(config: ModelConfig, params, values, series, starts, key):
     window = gather_windows(values, series, starts, config.input_size + config.horizon)
     inputs, _ = split_window(window, config)

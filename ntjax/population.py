@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from ntjax._compile import jit_for
 from ntjax._version import __version__
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
@@ -208,6 +209,12 @@ def _population_tx(optimizer: OptimizerConfig, total_steps: int, learning_rate) 
     return optax.chain(unit, optax.inject_hyperparams(optax.scale)(step_size=learning_rate))
 
 
+def _stacked(trees: Sequence[Any]) -> Any:
+    """Pytrees of equal structure stacked leaf by leaf on a new leading axis, on the host:
+    ``jnp.stack`` would compile a program per leaf shape (1.6 s for NHITS's 22 leaves)."""
+    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(jax.device_get(leaves))), *trees)
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def _keep_best(best: Any, params: Any, improved: jax.Array) -> Any:
     def pick(old, new):
@@ -250,11 +257,13 @@ def _programs(
         with _member_dropout(keep_prob):
             return step(state, data, key)
 
-    population_step = jax.jit(jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0)
+    population_step = jit_for(
+        config, jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0
+    )
     return _Programs(
         init=jax.jit(jax.vmap(member_state)),
         steps=multi_step_fn(population_step),
-        eval_loss=jax.jit(jax.vmap(eval_loss_fn(config), in_axes=(0, None))),
+        eval_loss=jit_for(config, jax.vmap(eval_loss_fn(config), in_axes=(0, None))),
     )
 
 
@@ -317,7 +326,7 @@ def _run(
         # Each member's parameters from the init key and the compiled init fit() uses: K runs
         # of one small program, where a vmapped init would compile a larger one.
         fresh = [_jitted_init(config, key) for key in init_keys]
-        init_params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *fresh)
+        init_params = _stacked(fresh)
     state = programs.init(jax.tree.map(jnp.asarray, init_params), learning_rates)
     _check_dropout_is_per_member(config, members, jax.tree.map(lambda x: x[0], state.params))
 
@@ -629,7 +638,7 @@ def stack_params(records: Sequence[ModelRecord]) -> Any:
     shapes = {jax.tree.structure(r.params) for r in records}
     if len(shapes) != 1:
         raise ValueError("the records' parameters have different structures.")
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *(r.params for r in records))
+    return _stacked([r.params for r in records])
 
 
 __all__ = [

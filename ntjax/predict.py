@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import polars as pl
 
+from ntjax._compile import family_jit
 from ntjax.config import ModelConfig
 from ntjax.data.frame import validate, validate_runs
 from ntjax.data.scalers import ScalerState, fit_scaler
@@ -23,7 +24,7 @@ from ntjax.models import spec_for
 from ntjax.registry import ModelRecord
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(family_jit, static_argnames=("config",))
 def predict_quantiles(
     config: ModelConfig, params: Any, inputs: dict[str, jax.Array], key: jax.Array | None = None
 ) -> jax.Array:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from ntjax._compile import family_jit
 from ntjax.config import ModelConfig, TrainingConfig
 from ntjax.data.frame import datetime_to_us, to_polars, validate, validate_runs
 from ntjax.data.windows import channels, pack
@@ -37,7 +38,7 @@ from ntjax.predict import (
 from ntjax.registry import ModelRecord
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("buffer", "head"))
+@functools.partial(family_jit, static_argnames=("config",), donate_argnames=("buffer", "head"))
 def _tick(
     config: ModelConfig, params, buffer, head, rows, values, key, tick
 ) -> tuple[jax.Array, jax.Array, jax.Array]:

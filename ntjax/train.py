@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ntjax import _io
+from ntjax._compile import jit_for
 from ntjax._version import __version__
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.frame import validate
@@ -196,7 +197,7 @@ def multi_step_fn(
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
     """Wraps a jitted, donating train step into ``steps(state, data, key, n_steps, *args)``:
     ``n_steps`` dispatches of ``step(state, data, key, *args)``, returning the state and the
-    step losses stacked on a new last axis (``[..., n_steps]``).
+    step losses stacked on a new last axis (a numpy ``[..., n_steps]``).
 
     The loop stays on the host: dispatch costs a few microseconds per step, while a
     ``lax.fori_loop`` around the step makes XLA:CPU run convolutions (TCN) 5-40x slower.
@@ -207,7 +208,8 @@ def multi_step_fn(
         for _ in range(int(n_steps)):
             state, loss = step(state, data, key, *args)
             losses.append(loss)
-        return state, jnp.stack(losses, axis=-1)
+        # Stacked on the host: a device stack would compile once per count of steps.
+        return state, np.stack(jax.device_get(losses), axis=-1)
 
     return steps
 
@@ -272,13 +274,13 @@ def _programs(
             (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
         )
         batch_sharding = NamedSharding(mesh, P("data"))
-    step = jax.jit(train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0)
+    step = jit_for(config, train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0)
     return _Programs(
         tx=tx,
         mesh=mesh,
         step=step,
         steps=multi_step_fn(step),
-        eval_loss=jax.jit(eval_loss_fn(config)),
+        eval_loss=jit_for(config, eval_loss_fn(config)),
     )
 
 

@@ -131,3 +131,33 @@ def test_futr_exog_model_needs_future_values():
     assert out.height == 4
     with pytest.raises(ValueError, match="lacks future values"):
         nt.forecast(record, frame, futr_df=futr.head(2))
+
+
+def test_mlp_families_compile_with_eigen_dots_and_match_xla_defaults():
+    """NHITS compiles with the YNNPACK dot fusion off (where this jaxlib has the option) and
+    predicts what the XLA-default program predicts; other families keep the defaults."""
+    from ntjax._compile import EIGEN_DOTS, jit_for, options_for
+    from ntjax.models import make_config, spec_for
+
+    config = nt.NHITSConfig(horizon=6, input_size=24, mlp_units=32)
+    assert options_for(make_config("gru", horizon=6, input_size=24)) == ()
+    assert options_for(config) in (EIGEN_DOTS, ())
+    params = spec_for(config).init(config, jax.random.key(0))
+    inputs = {"y": np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32)}
+
+    def predict(params, inputs):
+        return spec_for(config).predict_quantiles(config, params, inputs)
+
+    tuned = jit_for(config, predict)
+    if options_for(config):
+        assert "ynn_fusion" not in tuned.lower(params, inputs).compile().as_text()
+    np.testing.assert_allclose(
+        np.asarray(tuned(params, inputs)),
+        np.asarray(jax.jit(predict)(params, inputs)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    np.testing.assert_array_equal(
+        np.asarray(predict_quantiles(config, params, inputs)),
+        np.asarray(tuned(params, inputs)),
+    )

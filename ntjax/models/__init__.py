@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ntjax._compile import EIGEN_DOTS
 from ntjax.config import (
     DeepARConfig,
     GRUConfig,
@@ -62,6 +63,7 @@ class ModelSpec(NamedTuple):
     loss: Callable[..., jax.Array] = quantile_loss
     predict: Callable[..., jax.Array] = quantile_predict
     sample: Callable[..., jax.Array] | None = None
+    options: tuple[tuple[str, str], ...] = ()  # XLA compile options (``ntjax._compile``)
 
     def training_loss(self, config, params, inputs, targets, *, key=None) -> jax.Array:
         return self.loss(self, config, params, inputs, targets, key=key)
@@ -74,10 +76,19 @@ class ModelSpec(NamedTuple):
         members = getattr(config, "members", ())
         return self.sample is not None or any(spec_for(m).is_stochastic(m) for m in members)
 
+    def compile_options(self, config: ModelConfig) -> tuple[tuple[str, str], ...]:
+        """XLA options the family's programs compile with; an ensemble uses its members'
+        when they all agree, XLA's defaults otherwise."""
+        members = getattr(config, "members", ())
+        if not members:
+            return self.options
+        options = {spec_for(m).compile_options(m) for m in members}
+        return options.pop() if len(options) == 1 else ()
+
 
 MODELS: dict[str, ModelSpec] = {
-    "nhits": ModelSpec(NHITSConfig, nhits.init, nhits.apply),
-    "nbeats": ModelSpec(NBEATSConfig, nbeats.init, nbeats.apply),
+    "nhits": ModelSpec(NHITSConfig, nhits.init, nhits.apply, options=EIGEN_DOTS),
+    "nbeats": ModelSpec(NBEATSConfig, nbeats.init, nbeats.apply, options=EIGEN_DOTS),
     "lstm_attention": ModelSpec(
         LSTMAttentionConfig, recurrent.lstm_attention_init, recurrent.lstm_attention_apply
     ),

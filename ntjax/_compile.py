@@ -1,0 +1,80 @@
+"""XLA compile options of ntjax's jitted programs, chosen per model family.
+
+Recent XLA:CPU hands dots to YNNPACK fusions. For the MLP families (NHITS, N-BEATS) those run
+slower than XLA's own Eigen dots at the batch sizes of forecasting and streaming, e.g. on the
+2-core benchmark machine:
+
+- NHITS h24/i168 on 100 windows: 3.0-3.3 ms with YNNPACK, 2.1-2.3 ms with Eigen dots;
+- NHITS h96/i480 on 7 windows: 0.78-1.0 ms against 0.56-0.69 ms.
+
+So those families compile with the fusion off. The recurrent, convolutional and attention
+families keep XLA's defaults (no consistent difference was measured for them). The option is
+used only when this jaxlib knows it and ``XLA_FLAGS`` does not already set it, so a user's own
+choice wins.
+
+    step = jit_for(config, step_fn, donate_argnums=0)       # config known when building
+    predict = family_jit(predict_fn, static_argnames=("config",))  # config passed per call
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+EIGEN_DOTS: tuple[tuple[str, str], ...] = (("xla_cpu_experimental_ynn_fusion_type", ""),)
+
+
+@functools.cache
+def _usable(options: tuple[tuple[str, str], ...]) -> bool:
+    """Whether this jaxlib accepts ``options`` and the user has not set them in XLA_FLAGS."""
+    if not options:
+        return True
+    flags = os.environ.get("XLA_FLAGS", "")
+    if any(name in flags for name, _ in options):
+        return False
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(np.float32(0)).compile()
+    except jax.errors.JaxRuntimeError:  # a jaxlib without the option
+        return False
+    return True
+
+
+def options_for(config: Any) -> tuple[tuple[str, str], ...]:
+    """The compile options of ``config``'s family (empty: XLA's defaults)."""
+    from ntjax.models import spec_for  # deferred: the model table imports the configs
+
+    options = spec_for(config).compile_options(config)
+    return options if _usable(options) else ()
+
+
+def jit_for(config: Any, fun: Callable, **jit_kwargs: Any) -> Callable:
+    """``jax.jit(fun, **jit_kwargs)`` compiled with the options of ``config``'s family."""
+    options = options_for(config)
+    return jax.jit(fun, compiler_options=dict(options) if options else None, **jit_kwargs)
+
+
+def family_jit(fun: Callable, **jit_kwargs: Any) -> Callable:
+    """``jax.jit`` of ``fun(config, ...)`` (``config`` among the static arguments) that compiles
+    each config with its family's options: one jitted function per set of options."""
+    by_options: dict[tuple[tuple[str, str], ...], Callable] = {}
+    by_config: dict[Any, Callable] = {}  # configs are hashable: a lookup instead of options_for
+
+    @functools.wraps(fun)
+    def call(config: Any, *args: Any, **kwargs: Any) -> Any:
+        program = by_config.get(config)
+        if program is None:
+            options = options_for(config)
+            if options not in by_options:
+                by_options[options] = jit_for(config, fun, **jit_kwargs)
+            program = by_config[config] = by_options[options]
+        return program(config, *args, **kwargs)
+
+    return call
+
+
+__all__ = ["EIGEN_DOTS", "family_jit", "jit_for", "options_for"]
