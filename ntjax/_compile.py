@@ -64,16 +64,20 @@ def family_jit(fun: Callable, **jit_kwargs: Any) -> Callable:
     by_options: dict[tuple[tuple[str, str], ...], Callable] = {}
     by_config: dict[Any, Callable] = {}  # configs are hashable: a lookup instead of options_for
 
-    @functools.wraps(fun)
-    def call(config: Any, *args: Any, **kwargs: Any) -> Any:
-        program = by_config.get(config)
-        if program is None:
+    def program(config: Any) -> Callable:
+        jitted = by_config.get(config)
+        if jitted is None:
             options = options_for(config)
             if options not in by_options:
                 by_options[options] = jit_for(config, fun, **jit_kwargs)
-            program = by_config[config] = by_options[options]
-        return program(config, *args, **kwargs)
+            jitted = by_config[config] = by_options[options]
+        return jitted
 
+    @functools.wraps(fun)
+    def call(config: Any, *args: Any, **kwargs: Any) -> Any:
+        return program(config)(config, *args, **kwargs)
+
+    call.lower = lambda config, *args, **kwargs: program(config).lower(config, *args, **kwargs)
     return call
 
 

@@ -44,24 +44,27 @@ def dummy_inputs(config: ModelConfig, batch: int = 1) -> Inputs:
     return inputs
 
 
-def monotone_quantiles(raw: jax.Array, median_index: int) -> jax.Array:
+def monotone_quantiles(raw: jax.Array, median_index: int, axis: int = -1) -> jax.Array:
     """Turns unconstrained outputs into quantiles that never cross.
 
     The output at ``median_index`` is the point forecast; every other quantile is reached from
     it by a cumulative sum of softplus increments, so ``out[..., i] <= out[..., i + 1]``.
 
     Args:
-      raw: ``[..., n_quantiles]`` unconstrained values.
+      raw: unconstrained values with the quantiles on ``axis`` (the last by default).
       median_index: which entry is the anchor (the quantile closest to 0.5).
+      axis: the quantile axis.
 
     Returns:
-      ``[..., n_quantiles]``, non-decreasing along the last axis.
+      ``raw``'s shape, non-decreasing along ``axis``.
     """
-    m = median_index
-    base = raw[..., m : m + 1]
-    up = jnp.cumsum(jax.nn.softplus(raw[..., m + 1 :]), axis=-1)
-    down = jnp.flip(jnp.cumsum(jax.nn.softplus(jnp.flip(raw[..., :m], -1)), axis=-1), -1)
-    return jnp.concatenate([base - down, base, base + up], axis=-1)
+    m, n = median_index, raw.shape[axis]
+    base = jax.lax.slice_in_dim(raw, m, m + 1, axis=axis)
+    above = jax.nn.softplus(jax.lax.slice_in_dim(raw, m + 1, n, axis=axis))
+    below = jnp.flip(jax.nn.softplus(jax.lax.slice_in_dim(raw, 0, m, axis=axis)), axis)
+    up = jnp.cumsum(above, axis=axis)
+    down = jnp.flip(jnp.cumsum(below, axis=axis), axis)
+    return jnp.concatenate([base - down, base, base + up], axis=axis)
 
 
 def linen_family(

@@ -75,13 +75,15 @@ class _Block(nn.Module):
                 h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
         backcast = None if self.last else nn.Dense(cfg.input_size, name="backcast")(h)
         coefficients = nn.Dense(self.n_coefficients * n_q, name="forecast")(h)
-        coefficients = coefficients.reshape(-1, self.n_coefficients, n_q)
+        # [batch, quantile, coefficient]: the interpolation is then one plain matrix product
+        # and the blocks' forecasts add up in the layout the last step transposes once.
+        coefficients = coefficients.reshape(-1, self.n_coefficients, n_q).transpose(0, 2, 1)
         if self.n_coefficients == cfg.horizon:  # the interpolation would be the identity
             return backcast, coefficients
         basis = jnp.asarray(
             interpolation_matrix(self.n_coefficients, cfg.horizon, cfg.interpolation)
         )
-        return backcast, jnp.einsum("bcq,ch->bhq", coefficients, basis)
+        return backcast, coefficients @ basis
 
 
 class NHITS(nn.Module):
@@ -96,7 +98,7 @@ class NHITS(nn.Module):
             y = (y - level) / spread
         exog = flatten_exog(inputs)
         residual = y
-        raw = jnp.zeros((y.shape[0], cfg.horizon, len(cfg.quantiles)), y.dtype)
+        raw = jnp.zeros((y.shape[0], len(cfg.quantiles), cfg.horizon), y.dtype)
         blocks = [
             (stack, max(cfg.horizon // cfg.freq_downsample[stack], 1))
             for stack, n_blocks in enumerate(cfg.n_blocks)
@@ -109,7 +111,8 @@ class NHITS(nn.Module):
             if not last:
                 residual = residual - backcast
             raw = raw + forecast
-        out = y[:, -1:, None] + monotone_quantiles(raw, cfg.median_index)
+        quantiles = monotone_quantiles(raw, cfg.median_index, axis=1).transpose(0, 2, 1)
+        out = y[:, -1:, None] + quantiles
         if cfg.window_norm:
             return out * spread[:, :, None] + level[:, :, None]
         return out
