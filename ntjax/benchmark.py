@@ -161,7 +161,7 @@ def streaming_latency(
     each of ``n_series`` series (copies of the series of ``df`` when it has fewer)."""
     from ntjax.streaming import StreamingForecaster
 
-    frame = validate(df)
+    frame = tail_rows(validate(df), record.config.input_size + 10)  # before copying
     ids = frame["unique_id"].unique(maintain_order=True).to_list()
     copies = [
         frame.filter(pl.col("unique_id") == ids[i % len(ids)]).with_columns(
@@ -169,7 +169,7 @@ def streaming_latency(
         )
         for i in range(n_series)
     ]
-    history = tail_rows(pl.concat(copies), record.config.input_size + 10)
+    history = pl.concat(copies)
     stream = StreamingForecaster(record, history)
     tick_ids = list(stream.ids)
     last = history.group_by("unique_id", maintain_order=True).agg(
