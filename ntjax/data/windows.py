@@ -116,6 +116,12 @@ def pack(
     ends = runs.starts[1:]
     lengths = runs.lengths if tail is None else np.minimum(runs.lengths, tail)
     n_time = int(lengths.max())
+    is_int = frame["ds"].dtype.is_integer()
+    if (lengths == n_time).all():  # no padding (e.g. a forecast's tails): one gather per column
+        rows = (ends - n_time)[:, None] + np.arange(n_time)[None, :]
+        values = np.stack([frame[name].to_numpy()[rows] for name in columns], axis=-1)
+        ds = datetime_to_us(frame["ds"])[rows]
+        return Panel(runs.ids, tuple(columns), values.astype(np.float64), lengths, ds, is_int)
     # Row r of series s lands at time position n_time - (end_s - r).
     series_of_row = np.repeat(np.arange(len(runs.ids)), lengths)
     offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -126,7 +132,7 @@ def pack(
         values[series_of_row, time_pos, j] = frame[name].to_numpy()[row_index]
     ds = np.zeros((len(runs.ids), n_time), np.int64)
     ds[series_of_row, time_pos] = datetime_to_us(frame["ds"])[row_index]
-    return Panel(runs.ids, tuple(columns), values, lengths, ds, frame["ds"].dtype.is_integer())
+    return Panel(runs.ids, tuple(columns), values, lengths, ds, is_int)
 
 
 def channels(config: ModelConfig) -> tuple[str, ...]:
