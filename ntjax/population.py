@@ -36,11 +36,10 @@ import optax
 from tqdm.auto import tqdm
 
 from ntjax._compile import jit_for
-from ntjax._version import __version__
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
 from ntjax.models import dummy_inputs, spec_for
-from ntjax.registry import ModelRecord, new_id, utc_now
+from ntjax.registry import ModelRecord, utc_now
 from ntjax.train import (
     Prepared,
     Progress,
@@ -50,6 +49,7 @@ from ntjax.train import (
     chunk_end,
     eval_loss_fn,
     multi_step_fn,
+    new_record,
     prepare,
     train_step_fn,
 )
@@ -463,22 +463,16 @@ def fit_population(
         if error is None:
             member_params = jax.device_put(jax.tree.map(lambda x, k=k: x[k], run.params), device)
         records.append(
-            ModelRecord(
-                id=new_id(),
-                kind=member.config.kind,
-                config=member.config,
-                params=member_params,
-                scaler=run.prepared.scaler,
-                status="failed" if error is not None else "trained",
+            new_record(
+                member.config,
+                member_params,
+                run.prepared,
                 metrics=metrics,
                 history=history,
                 training=member.training,
                 optimizer=member.optimizer,
+                error=error,
                 created_at=now,
-                updated_at=now,
-                data_fingerprint=run.prepared.fingerprint,
-                version=__version__,
-                error=f"{type(error).__name__}: {error}" if error is not None else None,
                 extra={"population_member": k},
             )
         )
@@ -585,23 +579,15 @@ def fit_ensemble(
             config = dataclasses.replace(
                 config, weights=tuple(1.0 / max(float(v), 1e-12) for v in run.best_val)
             )
-    now = utc_now()
-    return ModelRecord(
-        id=new_id(),
-        kind=config.kind,
-        config=config,
-        params={"stacked": jax.device_put(run.params, jax.local_devices()[0])},
-        scaler=run.prepared.scaler,
-        status="trained",
+    return new_record(
+        config,
+        {"stacked": jax.device_put(run.params, jax.local_devices()[0])},
+        run.prepared,
         metrics=metrics,
         history=history,
         training=training,
         optimizer=optimizer,
-        created_at=now,
-        updated_at=now,
         parent_id=init_from.id if init_from is not None else None,
-        data_fingerprint=run.prepared.fingerprint,
-        version=__version__,
         extra=extra,
     )
 

@@ -539,23 +539,54 @@ def fit(
         metrics["best_step"] = history["step"][
             int(np.argmin([v if v is not None else math.inf for v in history["val_loss"]]))
         ]
-    now = utc_now()
+    return new_record(
+        config,
+        params,
+        prepared,
+        metrics=metrics,
+        history=history,
+        training=training,
+        optimizer=optimizer,
+        parent_id=init_from.id if init_from is not None else None,
+    )
+
+
+def new_record(
+    config: ModelConfig,
+    params: Any,
+    prepared: Prepared,
+    *,
+    metrics: dict[str, float],
+    history: dict[str, list],
+    training: TrainingConfig,
+    optimizer: OptimizerConfig,
+    parent_id: str | None = None,
+    error: BaseException | None = None,
+    created_at: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ModelRecord:
+    """The record of a training run (``fit``, population members, stacked ensembles): a new id,
+    both timestamps ``created_at`` (default now), the data's scaler and fingerprint, this
+    version; status ``failed`` with the error's text when ``error`` is given."""
+    now = created_at or utc_now()
     return ModelRecord(
         id=new_id(),
         kind=config.kind,
         config=config,
         params=params,
         scaler=prepared.scaler,
-        status="trained",
+        status="failed" if error is not None else "trained",
         metrics=metrics,
         history=history,
         training=training,
         optimizer=optimizer,
         created_at=now,
         updated_at=now,
-        parent_id=init_from.id if init_from is not None else None,
+        parent_id=parent_id,
         data_fingerprint=prepared.fingerprint,
         version=__version__,
+        error=f"{type(error).__name__}: {error}" if error is not None else None,
+        extra=extra or {},
     )
 
 
