@@ -548,18 +548,10 @@ def fit_ensemble(
         desc="ensemble",
     )
     has_val = training.val_size > 0
-    steps = run.histories[0]["step"]
-    member_train = [[h["train_loss"][i] for h in run.histories] for i in range(len(steps))]
-    member_val = [[h["val_loss"][i] for h in run.histories] for i in range(len(steps))]
-    history = {
-        "step": list(steps),
-        "train_loss": [float(np.mean(losses)) for losses in member_train],
-        "val_loss": [float(np.mean(v)) if has_val else None for v in member_val],
-        "member_train_loss": member_train,
-        "member_val_loss": member_val if has_val else [],
-    }
+    history = ensemble_history(run.histories, has_val=has_val)
+    final_train = [h["train_loss"][-1] for h in run.histories if h["train_loss"]]
     metrics: dict[str, float] = {
-        "train_loss": history["train_loss"][-1] if steps else float("nan"),
+        "train_loss": float(np.mean(final_train)) if final_train else float("nan"),
         "steps": int(run.stop_step.max()),
         "stopped_early": float(run.stopped_early.all()),
         "train_time_s": run.elapsed,
@@ -590,6 +582,33 @@ def fit_ensemble(
         parent_id=init_from.id if init_from is not None else None,
         extra=extra,
     )
+
+
+def ensemble_history(histories: Sequence[dict[str, list]], *, has_val: bool) -> dict[str, list]:
+    """One history from the members' (``_run`` histories): the checks of the longest-running
+    member, the mean losses of the members still running at each check, and every member's
+    losses per check (``None`` once a member stopped early; members stop at different checks).
+    """
+    steps = max((h["step"] for h in histories), key=len)
+
+    def at_checks(name: str) -> list[list[float | None]]:
+        return [
+            [h[name][i] if i < len(h[name]) else None for h in histories] for i in range(len(steps))
+        ]
+
+    def mean(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return float(np.mean(present)) if present else None
+
+    member_train = at_checks("train_loss")
+    member_val = at_checks("val_loss") if has_val else []
+    return {
+        "step": list(steps),
+        "train_loss": [mean(losses) for losses in member_train],
+        "val_loss": [mean(losses) for losses in member_val] if has_val else [None] * len(steps),
+        "member_train_loss": member_train,
+        "member_val_loss": member_val,
+    }
 
 
 def train_seeds(
@@ -632,6 +651,7 @@ __all__ = [
     "Member",
     "Population",
     "PopulationError",
+    "ensemble_history",
     "ensemble_members",
     "fit_ensemble",
     "fit_population",

@@ -157,3 +157,24 @@ def test_saved_ensemble_reloads_bit_identically(etth1, members, tmp_path, stacke
     a = nt.forecast(record, df, levels=(80,))
     b = nt.forecast(loaded, df, levels=(80,))
     assert a.equals(b)
+
+
+def test_ensemble_history_keeps_members_that_stop_at_different_checks():
+    """Members stop early at different checks: the history runs to the last check, with the
+    mean over the members still running (a member stopping before member 0 once crashed)."""
+    from ntjax.population import ensemble_history
+
+    histories = [
+        {"step": [10, 20], "train_loss": [1.0, 0.8], "val_loss": [1.1, 0.9]},
+        {"step": [10], "train_loss": [2.0], "val_loss": [2.1]},
+        {"step": [10, 20, 30], "train_loss": [3.0, 2.8, 2.6], "val_loss": [3.1, 2.9, 2.7]},
+    ]
+    history = ensemble_history(histories, has_val=True)
+    assert history["step"] == [10, 20, 30]
+    assert history["train_loss"] == pytest.approx([2.0, 1.8, 2.6])
+    assert history["val_loss"] == pytest.approx([2.1, 1.9, 2.7])
+    assert history["member_train_loss"][2] == [None, None, 2.6]
+    no_val = ensemble_history(
+        [{**h, "val_loss": [None] * len(h["step"])} for h in histories], has_val=False
+    )
+    assert no_val["val_loss"] == [None, None, None] and no_val["member_val_loss"] == []
