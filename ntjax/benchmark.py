@@ -108,6 +108,31 @@ def tail_rows(df: pl.DataFrame, n: int) -> pl.DataFrame:
     return df.filter(pl.int_range(pl.len()).over("unique_id") >= pl.len().over("unique_id") - n)
 
 
+def machine_reference(*, repeats: int = 20) -> dict[str, float]:
+    """How fast this machine is right now, to read the other figures against: the time of a
+    fixed pure-Python loop (1e5 additions), a float32 512x512 matrix product through XLA, and
+    a 64 MB numpy sum (memory bandwidth). On a shared VM these move together with every
+    latency figure, by up to 2x from minute to minute."""
+
+    def python_loop() -> int:
+        total = 0
+        for i in range(100_000):
+            total += i
+        return total
+
+    matrix = jax.device_put(np.ones((512, 512), np.float32))
+    product = jax.jit(lambda a: a @ a)
+    big = np.ones(8_000_000)  # 64 MB of float64
+    loop = np.median(time_calls(python_loop, repeats=repeats, warmup=1))
+    matmul = np.median(time_calls(lambda: product(matrix), repeats=repeats))
+    total = np.median(time_calls(big.sum, repeats=repeats, warmup=1))
+    return {
+        "python_loop_ms": float(loop * 1e3),
+        "matmul_512_gflops": float(2 * 512**3 / matmul / 1e9),
+        "memory_gb_per_s": float(big.nbytes / total / 1e9),
+    }
+
+
 def backend() -> str:
     devices = jax.devices()
     return f"{devices[0].platform} x{len(devices)} ({devices[0].device_kind})"

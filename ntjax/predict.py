@@ -174,11 +174,19 @@ def forecast_frame(
     """
     n_series, horizon, _ = quantiles.shape
     flat = quantiles.reshape(n_series * horizon, -1)
-    columns = [
-        pl.Series("unique_id", [u for u in panel.ids for _ in range(horizon)], pl.String),
-        panel.ds_series(future_ds),
-    ]
-    return pl.DataFrame(columns + prediction_columns(config, flat, levels))
+    return pl.DataFrame(key_columns(panel, future_ds) + prediction_columns(config, flat, levels))
+
+
+def key_columns(panel: Panel, future_ds: np.ndarray) -> list[pl.Series]:
+    """``unique_id`` and ``ds`` of a forecast frame, one row per series and future step.
+
+    Args:
+      future_ds: ``[n_series, horizon]`` int64 time stamps.
+    """
+    ids: list[str] = []
+    for uid in panel.ids:
+        ids += [uid] * future_ds.shape[1]
+    return [pl.Series("unique_id", ids, pl.String), panel.ds_series(future_ds)]
 
 
 def prediction_columns(
@@ -233,16 +241,21 @@ def forecast(
     panel = pack(frame, channels(config), tail=max(config.input_size, 2), runs=runs)
     loc, scale = scaler_rows(record.scaler, panel)
     history = (panel.values[:, -config.input_size :] - loc[:, None]) / scale[:, None]
-    future_ds = panel.future_ds(config.horizon)
-    futr = None
-    if config.futr_exog:
+    futr = future_ds = None
+    if config.futr_exog:  # the model reads these columns' values over the horizon
         n_hist = len(config.hist_exog)
+        future_ds = panel.future_ds(config.horizon)
         raw = _future_exog(config, panel, futr_df, future_ds)
         futr = (raw - loc[:, None, 1 + n_hist :]) / scale[:, None, 1 + n_hist :]
     inputs = model_inputs(config, history, futr)
     if key is None and spec_for(config).is_stochastic(config):
         key = jax.random.key(0)
-    raw = np.asarray(predict_quantiles(config, record.params, inputs, key))
+    pending = predict_quantiles(config, record.params, inputs, key)
+    # jax runs the model asynchronously: the frame's keys are built meanwhile.
+    if future_ds is None:
+        future_ds = panel.future_ds(config.horizon)
+    keys = key_columns(panel, future_ds)
+    raw = np.asarray(pending)
     if is_rolling_calibrated(record):
         # Offsets from the latest resolved windows of df.
         from ntjax.calibrate import latest_offsets  # deferred: calibrate builds on predict
@@ -251,7 +264,8 @@ def forecast(
         quantiles = np.sort(quantiles + latest_offsets(record, frame, key=key), axis=-1)
     else:
         quantiles = adjust_quantiles(record, raw) * scale[:, None, None, 0] + loc[:, None, None, 0]
-    return forecast_frame(config, panel, future_ds, quantiles, levels)
+    flat = quantiles.reshape(-1, quantiles.shape[-1])
+    return pl.DataFrame(keys + prediction_columns(config, flat, levels))
 
 
 def ensemble(

@@ -7,6 +7,7 @@ from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.data import Frequency, fit_scaler, infer_frequency, pack, validate
+from ntjax.data.frame import SeriesRuns
 from ntjax.data.scalers import inverse, transform
 
 
@@ -26,6 +27,23 @@ def test_validate_keeps_interleaved_series_and_groups_them():
     out = validate(frame)
     assert out["unique_id"].to_list() == ["a", "a", "b", "b"]
     assert out["y"].to_list() == [1.0, 2.0, 5.0, 6.0]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [["a"], ["a", "a", "b"], ["a", "b", "a", "b"], ["x"] * 3 + ["y"] * 2 + ["x"], ["", "", "b"]],
+    ids=["one_row", "grouped", "interleaved", "id_returns", "empty_string"],
+)
+def test_series_runs_match_a_plain_loop(ids):
+    runs = SeriesRuns.of(pl.DataFrame({"unique_id": ids}))
+    expected_ids, expected_starts = [], []
+    for row, uid in enumerate(ids):
+        if row == 0 or uid != ids[row - 1]:
+            expected_ids.append(uid)
+            expected_starts.append(row)
+    assert runs.ids == tuple(expected_ids)
+    np.testing.assert_array_equal(runs.starts, [*expected_starts, len(ids)])
+    assert runs.contiguous == (len(set(ids)) == len(expected_ids))
 
 
 BAD_INPUTS = {
@@ -194,6 +212,21 @@ def test_future_ds_continue_each_series():
     future = {"m": stamps[:2], "b": stamps[2:]}
     assert future["b"] == [dt.datetime(2024, 1, 8), dt.datetime(2024, 1, 9)]  # skips the weekend
     assert [d.month for d in future["m"]] == [4, 5]
+
+
+def test_future_ds_of_padded_and_irregular_series():
+    frame = pl.DataFrame(
+        {
+            "unique_id": ["long"] * 10 + ["short"] * 3 + ["gappy"] * 6,
+            "ds": list(range(10)) + [100, 103, 106] + [0, 2, 4, 9, 11, 13],
+            "y": [1.0] * 19,
+        }
+    )
+    panel = pack(validate(frame))  # "short" is padded on the left
+    future = dict(zip(panel.ids, panel.future_ds(2).tolist(), strict=True))
+    # "gappy" has one irregular step: its most frequent step (2) continues it.
+    assert future == {"long": [10, 11], "short": [109, 112], "gappy": [15, 17]}
+    assert panel.frequencies() == [Frequency("int", 1), Frequency("int", 3), Frequency("int", 2)]
 
 
 def test_train_test_split_is_chronological_per_series():

