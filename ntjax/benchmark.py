@@ -90,6 +90,35 @@ def predict_latency(record: ModelRecord, *, repeats: int = 300) -> dict[str, flo
     return _percentiles(samples)
 
 
+def model_latency_after_gap(
+    record: ModelRecord, *, n_windows: int, gap_ms: float = 1.0, repeats: int = 300
+) -> dict[str, float]:
+    """The jitted predict function on ``n_windows`` windows, called back to back and after
+    ``gap_ms`` of busy host work before each call (as inside ``nt.forecast``, whose host side
+    runs between model calls)."""
+    config = record.config
+    rng = np.random.default_rng(0)
+    inputs = {"y": rng.normal(size=(n_windows, config.input_size)).astype(np.float32)}
+
+    def call() -> jax.Array:
+        return predict_quantiles(config, record.params, inputs)
+
+    def after_gap() -> jax.Array:
+        end = time.perf_counter() + gap_ms / 1e3
+        while time.perf_counter() < end:
+            pass
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        return time.perf_counter() - start
+
+    back_to_back = np.median(time_calls(call, repeats=repeats))
+    gapped = np.median([after_gap() for _ in range(repeats)])
+    return {
+        "back_to_back_p50_ms": float(back_to_back * 1e3),
+        "after_gap_p50_ms": float(gapped * 1e3),
+    }
+
+
 def forecast_latency(record: ModelRecord, df: Any, *, repeats: int = 100) -> dict[str, float]:
     """Warm latency of ``nt.forecast`` on a frame (validation, packing, predict, frame)."""
     frame = validate(df)

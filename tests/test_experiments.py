@@ -38,6 +38,18 @@ def test_bench_prints_every_figure():
     assert out["peak_rss_mb"] > 0
 
 
+@pytest.mark.slow
+def test_forecast_breakdown_prints_host_and_model_figures():
+    args = ["--repeats", "3", "--blocks", "1", "--horizon", "8", "--input-size", "16"]
+    out = json.loads(_run("forecast_breakdown.py", *args))
+    assert out["n_series"] == 7
+    (block,) = out["blocks"]
+    assert block["host_p50_ms"] > 0 and block["forecast_p50_ms"] > 0
+    assert block["machine"]["python_loop_ms"] > 0
+    for figures in block["model"].values():
+        assert figures["back_to_back_p50_ms"] > 0 and figures["after_gap_p50_ms"] > 0
+
+
 @pytest.mark.shared_data
 def test_long_horizon_experiment_runs_on_a_shrunken_config(tmp_path):
     shared_data("ETTm2.csv")
