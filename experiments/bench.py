@@ -23,20 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-import polars as pl
-
 import ntjax as nt
 from ntjax import benchmark
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_data() -> tuple[pl.DataFrame, str]:
-    path = SHARED / "ETTm2.csv"
-    if path.exists():
-        wide = pl.read_csv(path, try_parse_dates=True)
-        return nt.from_wide(wide.head(34560), time_col="date"), "ETTm2 (train split, 7 series)"
-    return nt.load_dataset("etth1"), "ETTh1 (shipped; ETTm2 not found)"
 
 
 def main() -> None:
@@ -52,7 +42,7 @@ def main() -> None:
     parser.add_argument("--ensemble-steps", type=int, default=200)
     parser.add_argument("--skip-store", action="store_true", help="skip the store timings")
     args = parser.parse_args()
-    df, data_name = load_data()
+    df, data_name = benchmark.bench_data(SHARED)
     config = nt.NHITSConfig(horizon=args.horizon, input_size=args.input_size)
     report = {"data": data_name, "config": config.to_dict(), "jax_backend": benchmark.backend()}
     report["training"] = benchmark.training_throughput(

@@ -23,22 +23,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 import ntjax as nt
 import ntjax.predict
 from ntjax import benchmark
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_data() -> pl.DataFrame:
-    """ETTm2's training split (as experiments/bench.py), or the shipped ETTh1."""
-    path = SHARED / "ETTm2.csv"
-    if path.exists():
-        wide = pl.read_csv(path, try_parse_dates=True).head(34560)
-        return nt.from_wide(wide, time_col="date")
-    return nt.load_dataset("etth1")
 
 
 def main() -> None:
@@ -48,7 +38,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=96)
     parser.add_argument("--input-size", type=int, default=480)
     args = parser.parse_args()
-    data = load_data()
+    data, _ = benchmark.bench_data(SHARED)
     tails = benchmark.tail_rows(data, args.input_size)
     records = {
         units: benchmark.untrained_record(

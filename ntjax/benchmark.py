@@ -7,6 +7,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -35,6 +36,19 @@ def time_calls(fn: Callable[[], Any], *, repeats: int, warmup: int = 3) -> list[
         jax.block_until_ready(fn())
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def bench_data(shared_data: Path) -> tuple[pl.DataFrame, str]:
+    """The benchmarks' data: ETTm2's training split (the first 34,560 rows, 7 series) from
+    ``shared_data/ETTm2.csv``, or the shipped ETTh1 when that file is absent; and its name."""
+    from ntjax.data.datasets import load_dataset
+    from ntjax.data.frame import from_wide
+
+    path = shared_data / "ETTm2.csv"
+    if path.exists():
+        wide = pl.read_csv(path, try_parse_dates=True).head(34560)
+        return from_wide(wide, time_col="date"), "ETTm2 (train split, 7 series)"
+    return load_dataset("etth1"), "ETTh1 (shipped; ETTm2 not found)"
 
 
 def training_throughput(
