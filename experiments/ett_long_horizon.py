@@ -166,7 +166,15 @@ def run(
     record = nt.train(train_val, config, training, optimizer, ensemble_size=ensemble_size)
     trained = time.perf_counter()
     val_stride = max(1, math.ceil((split.val - horizon + 1) / MAX_VAL_CUTOFFS))
-    val = nt.evaluate(record, train_val, test_size=split.val, step_size=val_stride, levels=())
+    # Model selection on the early-stopping rows: in sample for the record, and flagged so.
+    val = nt.evaluate(
+        record,
+        train_val,
+        test_size=split.val,
+        step_size=val_stride,
+        levels=(),
+        allow_in_sample=True,
+    )
     validated = time.perf_counter()
     test = {"mse": math.nan, "mae": math.nan, "n_windows": 0}
     if evaluate_test:

@@ -31,9 +31,11 @@ import numpy as np
 import polars as pl
 
 from ntjax import metrics as trading
+from ntjax import provenance
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.crossval import cross_validation
 from ntjax.data.frame import to_polars, validate
+from ntjax.data.windows import pack
 from ntjax.models import make_config
 from ntjax.predict import quantile_columns
 from ntjax.registry import ModelRecord
@@ -349,6 +351,8 @@ def walk_forward(
     transform: str = "identity",
     training: TrainingConfig | None = None,
     optimizer: OptimizerConfig | None = None,
+    embargo: int = 0,
+    allow_in_sample: bool = False,
     key: jax.Array | None = None,
 ) -> pl.DataFrame:
     """One-step-ahead forecasts at every decision time, each from data up to that time only.
@@ -369,12 +373,16 @@ def walk_forward(
       levels: central interval levels to add as ``lo_L``/``hi_L`` (prices).
       transform: how the model sees prices: ``identity`` or ``log`` (see the module docstring).
       training, optimizer: configs of the fits (default: the record's, else the defaults).
+      embargo: steps after the record's trained end that still count as in sample.
+      allow_in_sample: trade on forecasts of periods the record was fitted on anyway (flagged
+        in ``in_sample``); without it a ``start`` inside the record's training span is refused
+        with one sentence. Fits from a config never see their own periods.
       key: PRNG key for sampling models.
 
     Returns:
       One row per period: ``unique_id, ds`` (decision time), ``next_ds``, ``price``,
       ``next_price``, ``y_hat`` (median forecast of ``next_price``), ``q_<q>...``,
-      ``lo_L, hi_L`` (in prices) and ``forecast_return = y_hat / price - 1``.
+      ``lo_L, hi_L`` (in prices), ``forecast_return = y_hat / price - 1`` and ``in_sample``.
     """
     if transform not in PRICE_TRANSFORMS:
         raise ValueError(f"transform must be one of {sorted(PRICE_TRANSFORMS)}, got {transform!r}.")
@@ -421,6 +429,16 @@ def walk_forward(
             f"prices must be positive (for returns, and for the {transform!r} transform over the "
             f"whole history); series {ids[0]!r} has {int(np.sum(checked <= 0))} values <= 0."
         )
+    if isinstance(record_or_config, ModelRecord) and refit_every is None:
+        # The first forecast, made at decision ``first``, targets the next row on.
+        provenance.check_out_of_sample(
+            record_or_config,
+            pack(frame),
+            first + 1,
+            embargo=embargo,
+            allow_in_sample=allow_in_sample,
+            what="backtest",
+        )
     model_frame = frame.head(last + horizon).with_columns(pl.Series("y", price_map.forward(used)))
     cv = cross_validation(
         record_or_config,
@@ -431,6 +449,8 @@ def walk_forward(
         training=training,
         optimizer=optimizer,
         levels=levels,
+        embargo=embargo,
+        allow_in_sample=allow_in_sample,
         key=key,
     )
     next_step = cv.gather_every(horizon)  # rows are cutoff-major: the first step of each
@@ -444,6 +464,7 @@ def walk_forward(
             "price": prices[first:last],
             "next_price": prices[first + 1 : last + 1],
             **{c: price_map.inverse(next_step[c].to_numpy()) for c in forecast_cols},
+            "in_sample": next_step["in_sample"],
         }
     )
     return out.with_columns(forecast_return=pl.col("y_hat") / pl.col("price") - 1)
@@ -531,6 +552,8 @@ def simulate(
         risk_free=risk_free,
     )
     result["costs"] = float(np.sum(cost))
+    if "in_sample" in forecasts.columns:  # walk-forward forecasts say whether a record saw them
+        result["in_sample"] = bool(forecasts["in_sample"].any())
     return BacktestResult(result, equity, trades, forecasts, strategy, cost_bps + slippage_bps)
 
 
@@ -576,6 +599,8 @@ def backtest(
     risk_free: float = 0.0,
     training: TrainingConfig | None = None,
     optimizer: OptimizerConfig | None = None,
+    embargo: int = 0,
+    allow_in_sample: bool = False,
     key: jax.Array | None = None,
 ) -> BacktestResult:
     """Walk-forward trading backtest of a forecasting model on one price series.
@@ -583,7 +608,8 @@ def backtest(
     ``walk_forward`` then ``simulate``: see both for the arguments. Every forecast at decision
     time ``t`` uses data up to ``t`` only; a refit every ``refit_every`` periods uses only the
     data available then; positions earn the return from ``t`` to ``t + 1`` and pay
-    ``cost_bps + slippage_bps`` on each change.
+    ``cost_bps + slippage_bps`` on each change. A record is never traded on periods it was
+    fitted on unless ``allow_in_sample=True``, and then ``metrics["in_sample"]`` is True.
 
     Example::
 
@@ -605,6 +631,8 @@ def backtest(
         transform=transform,
         training=training,
         optimizer=optimizer,
+        embargo=embargo,
+        allow_in_sample=allow_in_sample,
         key=key,
     )
     return simulate(
@@ -678,6 +706,8 @@ def backtest_command(args: Any, store: Any, prices: Any) -> dict[str, Any]:
         periods_per_year=args.periods_per_year,
         risk_free=args.risk_free,
         training=training,
+        embargo=args.embargo,
+        allow_in_sample=args.allow_in_sample,
     )
     if args.plot:
         result.plot().savefig(args.plot, dpi=110)

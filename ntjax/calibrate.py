@@ -36,6 +36,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ntjax import provenance
 from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
 from ntjax.data.windows import Panel, channels, pack
@@ -44,6 +45,9 @@ from ntjax.predict import scaler_rows
 from ntjax.registry import ModelRecord, new_id, utc_now
 
 METHODS = ("split", "rolling")
+# Valid scores a rolling window needs before its own quantile replaces the record's fixed
+# offsets: 20 is the fewest for which the 95% rank ceil((n + 1) * 0.95) stays within n.
+MIN_SCORES = 20
 
 
 def interval_pairs(quantiles: tuple[float, ...]) -> list[tuple[int, int, float]]:
@@ -115,23 +119,27 @@ def rolling_offsets(
     window: int,
     gamma: float = 0.0,
     warmup: int = 0,
+    fallback: np.ndarray | None = None,
 ) -> np.ndarray:
     """Causal rolling conformal offsets (and adaptive levels with ``gamma > 0``).
 
     Cutoff ``u`` (``0 <= u < n_cutoffs``) is the first forecast position of a window; origin
     ``m`` forecasts from position ``m`` on, seeing positions ``< m`` only. The offset of origin
-    ``m``, step ``h`` is a quantile of ``scores[:, m - h - window : m - h, h]``: every window
-    whose step ``h`` had resolved by ``m``. Nothing at or after position ``m`` is read.
+    ``m``, step ``h`` is a quantile of the valid scores among ``scores[:, m - h - window : m -
+    h, h]``: every window whose step ``h`` had resolved by ``m``. Nothing at or after position
+    ``m`` is read. NaN scores (not observed, or from rows the model was fitted on) do not count;
+    with fewer than ``min(MIN_SCORES, window)`` valid ones the offset is ``fallback``.
 
     Args:
       scores: ``[n_series, n_cutoffs, horizon, n_pairs]`` conformity scores at consecutive
-        cutoffs (NaN where unresolved; never read where it matters).
+        cutoffs, NaN where not valid.
       levels: ``[n_pairs]`` nominal coverage of each interval, as fractions.
       origins: ``[n_origins]`` origins to return, each in
         ``[warmup + window + horizon, n_cutoffs]``.
       window: number of recent scores per series and step.
       gamma: step size of the adaptive conformal update (0: fixed level).
       warmup: origins before the first requested one over which the adaptive level runs.
+      fallback: ``[horizon, n_pairs]`` offsets where too few scores are valid (default 0).
 
     Returns:
       ``[n_series, n_origins, horizon, n_pairs]`` score quantiles: add to the upper bounds,
@@ -145,6 +153,7 @@ def rolling_offsets(
             f"origins must lie in [warmup + window + horizon, n_cutoffs] = "
             f"[{warmup + window + horizon}, {n_cutoffs}]."
         )
+    fallback = np.zeros((horizon, n_pairs)) if fallback is None else np.asarray(fallback)
     alpha = 1.0 - np.asarray(levels, np.float64)
     resolved = _resolved(scores)
     last = int(origins.max())
@@ -161,6 +170,7 @@ def rolling_offsets(
                     alpha=float(alpha[p]),
                     delay=h + 1,
                     gamma=gamma,
+                    fallback=float(fallback[h, p]),
                 )
     return out[:, origins - first]
 
@@ -175,36 +185,49 @@ def _rolling_row(
     alpha: float,
     delay: int,
     gamma: float,
+    fallback: float = 0.0,
 ) -> list[float]:
     """Score quantiles of one (series, step, interval) at origins ``first..last``.
 
-    A sorted window slides by one score per origin (``bisect``: O(log window) search and a
-    memmove), which beats re-sorting or partitioning every window by one to two orders of
-    magnitude; rows are independent, so the adaptive recursion runs inside the same pass.
+    A sorted window of the valid (non-NaN) scores slides by one score per origin (``bisect``:
+    O(log window) search and a memmove), which beats re-sorting or partitioning every window
+    by one to two orders of magnitude; rows are independent, so the adaptive recursion runs
+    inside the same pass.
 
     Args:
       resolved: ``resolved[m]`` is the score that origin ``m`` may use first (``_resolved``).
       own: ``own[m]`` the score of the forecast made at origin ``m``.
       delay: origins until a forecast's error at this step is known (step + 1).
+      fallback: the quantile while fewer than ``min(MIN_SCORES, window)`` scores are valid.
     """
-    ordered = sorted(resolved[first - window + 1 : first + 1])
+    ordered = sorted(v for v in resolved[first - window + 1 : first + 1] if v == v)
+    needed = min(MIN_SCORES, window)  # a full window of valid scores always counts
     missed: list[float] = []
     feedback = 0.0
     quantiles = []
     for m in range(first, last + 1):
         if m > first:
-            del ordered[bisect.bisect_left(ordered, resolved[m - window])]
-            bisect.insort(ordered, resolved[m])
+            leaving, arriving = resolved[m - window], resolved[m]
+            if leaving == leaving:  # NaN (no valid score) never entered the window
+                del ordered[bisect.bisect_left(ordered, leaving)]
+            if arriving == arriving:
+                bisect.insort(ordered, arriving)
         level = 1.0 - alpha
         if gamma > 0:
             source = m - first - delay  # the forecast whose error became known just now
-            if source >= 0:
+            if source >= 0 and missed[source] == missed[source]:
                 feedback += alpha - missed[source]
             level = 1.0 - min(max(alpha + gamma * feedback, 0.0), 1.0)
-        k = min(max(math.ceil((window + 1) * level - 1e-9), 1), window)
-        quantiles.append(ordered[k - 1])
+        n = len(ordered)
+        if n >= needed:
+            k = min(max(math.ceil((n + 1) * level - 1e-9), 1), n)
+            quantile = ordered[k - 1]
+        else:
+            quantile = fallback
+        quantiles.append(quantile)
         if m < len(own):
-            missed.append(float(own[m] > ordered[k - 1]))
+            score = own[m]
+            missed.append(float(score > quantile) if score == score else math.nan)
     return quantiles
 
 
@@ -221,8 +244,10 @@ def offsets_from_scores(
 
 
 def history_needed(record: ModelRecord) -> int:
-    """Rows a rolling-calibrated record needs before a forecast origin (0 for other records):
-    inputs of the oldest calibration window, the windows, the horizon and the warm-up."""
+    """Rows before a forecast origin from which a rolling-calibrated record draws its scores
+    (0 for other records): inputs of the oldest window, the windows, the horizon and the
+    warm-up. Fewer rows are fine: origins with fewer than ``MIN_SCORES`` valid scores use the
+    record's fixed offsets."""
     calibration = record.extra.get("calibration") or {}
     if calibration.get("method") != "rolling":
         return 0
@@ -239,47 +264,65 @@ def _uncalibrated(record: ModelRecord) -> ModelRecord:
     return record.replace(extra={k: v for k, v in record.extra.items() if k != "calibration"})
 
 
-def _check_rows(panel: Panel, needed: int, what: str) -> None:
-    short = [(u, int(n)) for u, n in zip(panel.ids, panel.lengths, strict=True) if n < needed]
-    if short:
-        names = ", ".join(f"{u!r} ({n} rows)" for u, n in short[:5])
-        raise ValueError(
-            f"rolling calibration needs {needed} rows per series ({what}); too short: {names}."
-        )
+def _fixed_score_offsets(record: ModelRecord, pairs: list[tuple[int, int, float]]) -> np.ndarray:
+    """``[horizon, n_pairs]`` the record's fixed offsets as score quantiles (the upper bound's
+    offset of each interval): what a rolling window with too few valid scores falls back to."""
+    offsets = np.asarray(record.extra["calibration"]["offsets"], np.float64)
+    return np.stack([offsets[:, hi] for _, hi, _ in pairs], axis=-1)
+
+
+def _valid_scores(
+    scores: np.ndarray, cutoffs: np.ndarray, panel: Panel, fit_bound: np.ndarray, input_size: int
+) -> np.ndarray:
+    """``scores`` ``[n_series, n_cutoffs, horizon, n_pairs]`` with NaN where a score must not
+    count: inputs before the series' first row, or a target on a row whose value shaped the
+    parameters (at or before ``fit_bound``, ``[n_series]``)."""
+    horizon = scores.shape[2]
+    first = (panel.n_time - panel.lengths)[:, None, None]
+    target = cutoffs[None, :, None] + np.arange(horizon)[None, None, :]
+    valid = (cutoffs[None, :, None] - input_size >= first) & (target > fit_bound[:, None, None])
+    return np.where(valid[..., None], scores, np.nan)
 
 
 def _rolling_offsets_at(
-    record: ModelRecord, scaled: np.ndarray, origins: np.ndarray, key: jax.Array | None
+    record: ModelRecord,
+    panel: Panel,
+    scaled: np.ndarray,
+    origins: np.ndarray,
+    key: jax.Array | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Causal offsets ``[n_series, n_origins, horizon, n_quantiles]`` at increasing ``origins``
     (first forecast positions, at most ``time``), and the uncalibrated scaled predictions
     ``[n_series, n_origins, horizon, n_quantiles]`` at those below ``time``. One batched model
-    call covers every cutoff from the first calibration window on."""
+    call covers every cutoff from the first calibration window on; scores from rows the model
+    was fitted on (``provenance.fit_boundaries``) never count."""
     calibration = record.extra["calibration"]
     config = record.config
     horizon, window, gamma = config.horizon, int(calibration["window"]), calibration["gamma"]
     n_time = scaled.shape[1]
-    start = int(origins[0]) - _span(calibration, horizon)
-    if start < config.input_size:
-        raise ValueError(
-            f"rolling calibration needs {history_needed(record)} rows before the first origin "
-            f"(input_size + window + horizon{' + window warm-up' if gamma > 0 else ''}); "
-            f"there are {int(origins[0])}."
-        )
-    scored = np.arange(start, int(origins[-1]))  # the windows the offsets may draw on
+    base = int(origins[0]) - _span(calibration, horizon)
+    cutoffs = np.arange(base, int(origins[-1]))  # the windows the offsets may draw on
+    scored = cutoffs[cutoffs >= config.input_size]
     predicted = np.union1d(scored, origins[origins < n_time])
     quantiles = predict_at_cutoffs(_uncalibrated(record), scaled, predicted, key=key)
     padded = np.concatenate([scaled[..., 0], np.full((scaled.shape[0], horizon), np.nan)], 1)
     actual = padded[:, scored[:, None] + np.arange(horizon)[None, :]]
     pairs = interval_pairs(config.quantiles)
-    scores = conformity_scores(quantiles[:, np.searchsorted(predicted, scored)], actual, pairs)
+    scores = np.full((scaled.shape[0], len(cutoffs), horizon, len(pairs)), np.nan)
+    scores[:, len(cutoffs) - len(scored) :] = conformity_scores(
+        quantiles[:, np.searchsorted(predicted, scored)], actual, pairs
+    )
+    scores = _valid_scores(
+        scores, cutoffs, panel, provenance.fit_boundaries(record, panel), config.input_size
+    )
     score_offsets = rolling_offsets(
         scores,
         np.array([level for _, _, level in pairs]),
-        origins - start,
+        origins - base,
         window=window,
         gamma=gamma,
         warmup=window if gamma > 0 else 0,
+        fallback=_fixed_score_offsets(record, pairs),
     )
     offsets = offsets_from_scores(score_offsets, pairs, len(config.quantiles))
     at = np.searchsorted(predicted, origins[origins < n_time])
@@ -287,31 +330,36 @@ def _rolling_offsets_at(
 
 
 def rolling_at_cutoffs(
-    record: ModelRecord, scaled: np.ndarray, cutoffs: np.ndarray, *, key: jax.Array | None = None
+    record: ModelRecord,
+    panel: Panel,
+    scaled: np.ndarray,
+    cutoffs: np.ndarray,
+    *,
+    key: jax.Array | None = None,
 ) -> np.ndarray:
     """Scaled forecasts of a rolling-calibrated record at ``cutoffs``, each calibrated only
-    with the windows resolved before it (``predict_at_cutoffs`` of such a record lands here).
+    with the windows resolved before it that the model was not fitted on
+    (``predict_at_cutoffs`` of such a record lands here).
 
     Args:
-      scaled: ``[n_series, time, n_channels]`` scaled values; every series needs
-        ``history_needed(record)`` observed rows before the first cutoff (``nt.evaluate``
-        checks it per series).
+      panel: the packed frame ``scaled`` comes from (its series' first rows and time stamps).
+      scaled: ``[n_series, time, n_channels]`` scaled values.
       cutoffs: ``[n_cutoffs]`` increasing first forecast positions, below ``time``.
       key: PRNG key for sampling models.
 
     Returns:
       ``[n_series, n_cutoffs, horizon, n_quantiles]``, calibrated, non-crossing.
     """
-    offsets, quantiles = _rolling_offsets_at(record, scaled, np.asarray(cutoffs), key)
+    offsets, quantiles = _rolling_offsets_at(record, panel, scaled, np.asarray(cutoffs), key)
     return np.sort(quantiles + offsets, axis=-1)
 
 
 def latest_offsets(record: ModelRecord, df: Any, *, key: jax.Array | None = None) -> np.ndarray:
     """Offsets ``[n_series, horizon, n_quantiles]``, in the units of ``df``, of a forecast from
-    the end of ``df`` (series in frame order), from the latest resolved windows of each series.
+    the end of ``df`` (series in frame order), from the latest resolved windows of each series
+    that the model was not fitted on (its fixed offsets where fewer than ``MIN_SCORES``).
 
     For ``nt.forecast`` of a rolling-calibrated record: add them to the quantiles and sort.
-    ``df`` needs ``history_needed(record)`` rows per series.
     """
     config = record.config
     needed = history_needed(record)
@@ -319,22 +367,136 @@ def latest_offsets(record: ModelRecord, df: Any, *, key: jax.Array | None = None
         raise ValueError(f"model {record.id} is not rolling-calibrated.")
     frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
     panel = pack(frame, channels(config), tail=needed)
-    _check_rows(
-        panel,
-        needed,
-        "input_size + window + horizon (+ window warm-up when gamma > 0) before the origin",
-    )
     loc, scale = scaler_rows(record.scaler, panel)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
-    offsets, _ = _rolling_offsets_at(record, scaled, np.array([panel.n_time]), key)
+    offsets, _ = _rolling_offsets_at(record, panel, scaled, np.array([panel.n_time]), key)
     return offsets[:, 0] * scale[:, None, :1]
 
 
+def end_offsets(record: ModelRecord, panel: Panel) -> np.ndarray | None:
+    """The rolling offsets ``[n_series, horizon, n_quantiles]`` (scaled units) that training
+    stored for a forecast from each series' trained end, when every series of ``panel`` ends
+    exactly there (a forecast from the training data: no window resolved since); else None."""
+    stored = (record.extra.get("calibration") or {}).get("end_offsets")
+    if not stored:
+        return None
+    index = {uid: i for i, uid in enumerate(stored["ids"])}
+    rows = [index.get(uid) for uid in panel.ids]
+    if any(row is None for row in rows):
+        return None
+    if not np.array_equal(np.asarray(stored["ends"], np.int64)[rows], panel.ds[:, -1]):
+        return None
+    return np.asarray(stored["offsets"], np.float64)[rows]
+
+
+def pooled_offsets(
+    quantiles: np.ndarray, y: np.ndarray, pairs: list[tuple[int, int, float]]
+) -> tuple[np.ndarray, int]:
+    """Split-conformal offsets ``[horizon, n_quantiles]`` from scores pooled over series and
+    windows, step by step, skipping NaN (``y`` unobserved or in sample).
+
+    Args:
+      quantiles: ``[..., horizon, n_quantiles]`` uncalibrated predictions.
+      y: ``[..., horizon]`` actuals, NaN where a score must not count.
+
+    Returns:
+      The offsets (0 at a step without scores) and the fewest scores any step had.
+    """
+    horizon, n_quantiles = quantiles.shape[-2:]
+    scores = conformity_scores(quantiles, y, pairs).reshape(-1, horizon, len(pairs))
+    offsets = np.zeros((horizon, n_quantiles), np.float64)
+    counts = np.sum(np.isfinite(scores[..., 0]), axis=0)
+    for p, (lo, hi, level) in enumerate(pairs):
+        for h in range(horizon):
+            valid = np.sort(scores[:, h, p][np.isfinite(scores[:, h, p])])
+            if valid.size == 0:
+                continue
+            # The ceil((n + 1) * level)-th smallest score (the largest when n is too small).
+            k = min(int(np.ceil((valid.size + 1) * level - 1e-9)), valid.size)
+            offsets[h, lo], offsets[h, hi] = -valid[k - 1], valid[k - 1]
+    return offsets, int(counts.min()) if counts.size else 0
+
+
+def _scaled_panel(record: ModelRecord, panel: Panel, fit_upto: int | None = None):
+    loc, scale = scaler_rows(record.scaler, panel, fit_upto=fit_upto)
+    return loc, scale, np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
+
+
+def tail_calibration(
+    record: ModelRecord,
+    panel: Panel,
+    *,
+    method: str,
+    calibration_size: int,
+    window: int | None = None,
+    gamma: float = 0.005,
+) -> dict[str, Any]:
+    """The out-of-the-box calibration of a freshly trained record: fixed offsets from the
+    conformity scores of its calibration tail (the last ``calibration_size`` rows of each
+    series of ``panel``, its training data, which no gradient or early-stopping check saw),
+    pooled over series and windows step by step; with ``method="rolling"`` they are the
+    fallback of the rolling offsets (``window`` default ten horizons).
+
+    Returns:
+      The ``extra["calibration"]`` entry.
+    """
+    config = record.config
+    pairs = interval_pairs(config.quantiles)
+    if not pairs:
+        return {}
+    horizon = config.horizon
+    offsets = np.zeros((horizon, len(config.quantiles)))
+    n_scores = 0
+    if calibration_size > 0:
+        first_target = panel.n_time - calibration_size
+        cutoffs = np.arange(max(first_target - horizon + 1, config.input_size), panel.n_time)
+        loc, scale, scaled = _scaled_panel(record, panel)
+        predictions = predict_at_cutoffs(_uncalibrated(record), scaled, cutoffs)
+        padded = np.concatenate([scaled[..., 0], np.full((panel.n_series, horizon), np.nan)], 1)
+        actual = padded[:, cutoffs[:, None] + np.arange(horizon)[None, :]]
+        bound = provenance.fit_boundaries(record, panel)
+        target = cutoffs[:, None] + np.arange(horizon)[None, :]
+        first = (panel.n_time - panel.lengths)[:, None, None]
+        valid = (target[None] > bound[:, None, None]) & (
+            cutoffs[None, :, None] - config.input_size >= first
+        )
+        offsets, n_scores = pooled_offsets(predictions, np.where(valid, actual, np.nan), pairs)
+    calibration: dict[str, Any] = {
+        "method": method,
+        "source": "calibration_tail",
+        "calibration_size": int(calibration_size),
+        "n_scores": n_scores,
+        "levels": [round(100 * level, 6) for _, _, level in pairs],
+        "offsets": offsets.tolist(),
+    }
+    if method == "rolling":
+        calibration["window"] = 10 * horizon if window is None else int(window)
+        calibration["gamma"] = float(gamma)
+        # The offsets of a forecast from the end of the training data, computed once here so
+        # that nt.forecast from there costs no rolling pass (``end_offsets``).
+        rolling = record.replace(extra={**record.extra, "calibration": calibration})
+        _, _, scaled = _scaled_panel(record, panel)
+        at_end, _ = _rolling_offsets_at(rolling, panel, scaled, np.array([panel.n_time]), None)
+        calibration["end_offsets"] = {
+            "ids": list(panel.ids),
+            "ends": panel.ds[:, -1].tolist(),
+            "offsets": at_end[:, 0].tolist(),
+        }
+    return calibration
+
+
 def calibration_offsets(
-    record: ModelRecord, df: Any, *, calibration_size: int, step_size: int = 1
+    record: ModelRecord,
+    df: Any,
+    *,
+    calibration_size: int,
+    step_size: int = 1,
+    embargo: int = 0,
+    allow_in_sample: bool = False,
 ) -> dict[str, Any]:
     """Split-conformal offsets from rolling forecasts over the last ``calibration_size`` steps
-    of each series of ``df`` (data the model was not fitted on, e.g. its validation part)."""
+    of each series of ``df`` (data the model was not fitted on: the leakage guard refuses
+    targets at or before a series' trained end, see ``ntjax.provenance``)."""
     config = record.config
     pairs = interval_pairs(config.quantiles)
     frame = validate(
@@ -347,8 +509,15 @@ def calibration_offsets(
     cutoffs = rolling_cutoffs(
         panel.n_time, test_size=calibration_size, horizon=config.horizon, step_size=step_size
     )
-    loc, scale = scaler_rows(record.scaler, panel, fit_upto=int(cutoffs[0]))
-    scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
+    in_sample = provenance.check_out_of_sample(
+        record,
+        panel,
+        int(cutoffs[0]),
+        embargo=embargo,
+        allow_in_sample=allow_in_sample,
+        what="calibrate",
+    )
+    loc, scale, scaled = _scaled_panel(record, panel, fit_upto=int(cutoffs[0]))
     predictions = predict_at_cutoffs(_uncalibrated(record), scaled, cutoffs)
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
     y_scaled = (y - loc[:, None, None, 0]) / scale[:, None, None, 0]
@@ -357,12 +526,16 @@ def calibration_offsets(
         y_scaled.reshape(-1, config.horizon),
         pairs,
     )
+    spans = provenance.panel_spans(panel, {"calibration": (int(cutoffs[0]), panel.n_time)})
     return {
         "method": "split",
         "offsets": offsets.tolist(),
         "levels": [round(100 * level, 6) for _, _, level in pairs],
         "n_windows": int(len(cutoffs) * panel.n_series),
         "calibration_size": calibration_size,
+        "source": "frame",
+        "in_sample": in_sample,
+        "_spans": spans,
     }
 
 
@@ -375,14 +548,21 @@ def calibrate(
     step_size: int = 1,
     window: int | None = None,
     gamma: float = 0.005,
+    embargo: int = 0,
+    allow_in_sample: bool = False,
 ) -> ModelRecord:
     """A calibrated copy of ``record`` (new id, ``parent_id`` = the record's id).
 
+    Records trained with the default ``TrainingConfig(calibration="rolling")`` are calibrated
+    already, on a tail of their training data that no gradient or early-stopping check saw;
+    this recalibrates on other data.
+
     Args:
       record: a trained quantile model with at least one symmetric pair (q, 1 - q).
-      df: for ``split``, data the model was not fitted on at its end, e.g. the training frame
-        when the model held out ``val_size`` steps, never the test part; for ``rolling``, the
-        history up to now (its latest offsets become the record's static ``offsets``).
+      df: data the model was not fitted on at its end (the leakage guard refuses targets at or
+        before a series' trained end, ``record.trained_on``): for ``split`` the windows of the
+        last ``calibration_size`` steps are scored; for ``rolling`` the history up to now, whose
+        latest valid windows give the record's fixed offsets.
       method: ``"split"`` (static offsets) or ``"rolling"`` (online, per series: offsets from
         the ``window`` latest resolved windows at every origin; see the module docstring).
       calibration_size: ``split``: steps at the end of each series used for calibration
@@ -390,11 +570,15 @@ def calibrate(
       step_size: ``split``: stride between calibration cutoffs.
       window: ``rolling``: recent windows per series and step (default ten horizons).
       gamma: ``rolling``: adaptive conformal step size (0 keeps the nominal level).
+      embargo: steps after each series' trained end that still count as in sample.
+      allow_in_sample: calibrate on in-sample rows anyway; the calibration is flagged
+        (``extra["calibration"]["in_sample"]``).
 
     Returns:
       The record with ``extra["calibration"]``: ``method``, ``levels``, ``offsets``
       (``[horizon, n_quantiles]`` scaled units; for ``rolling`` the series' mean of the latest
-      ones, a static fallback for paths that do not recompute them) and the method's settings.
+      ones, the fallback where a window has too few valid scores), the method's settings and
+      ``in_sample``; ``trained_on`` gains the calibration rows.
     """
     config = record.config
     if method not in METHODS:
@@ -411,8 +595,14 @@ def calibrate(
             val_size = record.training.val_size if record.training else 0
             calibration_size = val_size or 4 * config.horizon
         calibration = calibration_offsets(
-            record, df, calibration_size=calibration_size, step_size=step_size
+            record,
+            df,
+            calibration_size=calibration_size,
+            step_size=step_size,
+            embargo=embargo,
+            allow_in_sample=allow_in_sample,
         )
+        spans = calibration.pop("_spans")
     else:
         if calibration_size is not None:
             raise ValueError("calibration_size applies to method='split' only.")
@@ -421,18 +611,34 @@ def calibrate(
             raise ValueError(f"window must be a positive integer, got {window!r}.")
         if not 0 <= gamma < 1:
             raise ValueError(f"gamma must be in [0, 1), got {gamma!r}.")
+        frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
+        panel = pack(frame, channels(config))
+        first_scored = max(panel.n_time - window - config.horizon, config.input_size)
+        in_sample = provenance.check_out_of_sample(
+            record,
+            panel,
+            first_scored,
+            embargo=embargo,
+            allow_in_sample=allow_in_sample,
+            what="calibrate",
+        )
+        n_quantiles = len(config.quantiles)
         calibration = {
             "method": "rolling",
             "window": window,
             "gamma": float(gamma),
             "levels": [round(100 * level, 6) for _, _, level in pairs],
+            "offsets": np.zeros((config.horizon, n_quantiles)).tolist(),
+            "source": "frame",
+            "in_sample": in_sample,
         }
         rolling = record.replace(extra={**record.extra, "calibration": calibration})
-        frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
-        panel = pack(frame, channels(config))
+        if allow_in_sample:  # every window counts, the fitted ones too (flagged above)
+            rolling = rolling.replace(trained_on=None)
         _, scale = scaler_rows(record.scaler, panel)
         latest = latest_offsets(rolling, frame) / scale[:, None, :1]
         calibration["offsets"] = latest.mean(axis=0).tolist()
+        spans = provenance.panel_spans(panel, {"calibration": (first_scored, panel.n_time)})
     now = utc_now()
     return record.replace(
         id=new_id(),
@@ -440,4 +646,5 @@ def calibrate(
         created_at=now,
         updated_at=now,
         extra={**record.extra, "calibration": calibration},
+        trained_on=provenance.union([record.trained_on, spans]),
     )

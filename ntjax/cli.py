@@ -31,8 +31,19 @@ import numpy as np
 import polars as pl
 
 DEFAULT_STORE = "./ntjax-store"
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_csv(path, try_parse_dates=True)
+    except pl.exceptions.ComputeError:
+        # A value past the rows polars guesses the types from (a "null" row, a first float
+        # after integers) did not fit the guess: guess from the whole file instead.
+        return pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
+
+
 _READERS: dict[str, Callable[[Path], pl.DataFrame]] = {
-    ".csv": lambda path: pl.read_csv(path, try_parse_dates=True),
+    ".csv": _read_csv,
     ".parquet": pl.read_parquet,
     ".pq": pl.read_parquet,
 }
@@ -107,6 +118,12 @@ def read_frame(
 ) -> pl.DataFrame:
     """Reads a CSV or Parquet file as a long frame.
 
+    Text columns that hold numbers and missing-value marks (empty, ``null``, ``NA``, ``N/A``,
+    ``NaN``, ``None``, ``#N/A``, FRED's ``.``, ``-``; see ``ntjax.data.frame.MISSING_TOKENS``)
+    are read as Float64 with those cells null, so a Yahoo Finance, FRED or Stooq export reads
+    as numbers; date columns are parsed. Missing values are not handled here (``_frame``
+    applies ``--missing``).
+
     Args:
       path: ``.csv``, ``.parquet`` or ``.pq`` file.
       time_col: for a wide file, its time column; each ``target`` column becomes a series.
@@ -121,7 +138,14 @@ def read_frame(
         raise ValueError(f"{path}: unsupported file type; use .csv or .parquet.")
     if not path.is_file():
         raise ValueError(f"{path}: no such file.")
-    frame = reader(path)
+    try:
+        frame = reader(path)
+    except pl.exceptions.PolarsError as exc:
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        raise ValueError(f"cannot read {path}: {reason or type(exc).__name__}.") from None
+    from ntjax.data import coerce_numeric
+
+    frame = coerce_numeric(frame, exclude=("unique_id", "ds", *([time_col] if time_col else [])))
     if time_col is not None:
         return _from_wide(frame, time_col=time_col, value_cols=target)
     if target is not None:
@@ -165,10 +189,70 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="CSV or Parquet file, long or wide")
     parser.add_argument("--time-col", help="time column of a wide file")
     parser.add_argument("--target", help="value column(s) of a wide file, comma-separated")
+    parser.add_argument(
+        "--missing",
+        choices=("error", "drop", "ffill", "interpolate"),
+        default="error",
+        help="missing values (empty, null, NA, NaN, ...) in y and the model's exogenous "
+        "columns: error (default) names them; drop removes their rows; ffill carries each "
+        "series' last value forward; interpolate is linear in time (rows before a series' "
+        "first or after its last value are dropped)",
+    )
+    parser.add_argument(
+        "--duplicates",
+        choices=("error", "drop", "first", "last"),
+        default="error",
+        help="repeated (series, time) rows: error (default) names them; drop removes exact "
+        "duplicate rows (all values equal) and still refuses rows that differ; first / last "
+        "keeps the first / last row of each",
+    )
+    parser.add_argument(
+        "--fill-gaps",
+        choices=("ffill", "interpolate"),
+        help="insert the timestamps missing from each series' regular grid (its inferred "
+        "frequency; business days when it has no weekends, no holiday calendar) with values "
+        "carried forward or interpolated in time (default: leave them out)",
+    )
 
 
-def _frame(args: argparse.Namespace) -> pl.DataFrame:
+def _add_leakage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-in-sample",
+        action="store_true",
+        help="score rows the model was fitted on anyway (the result says in_sample: true)",
+    )
+    parser.add_argument(
+        "--embargo",
+        type=int,
+        default=0,
+        help="steps after the model's trained end that still count as in sample",
+    )
+
+
+def _frame(args: argparse.Namespace, config: Any = None) -> pl.DataFrame:
+    """The ``--data`` file as a long frame, with ``--duplicates``, ``--fill-gaps`` and
+    ``--missing`` applied (in that order); ``--missing`` covers ``y`` and ``config``'s
+    exogenous columns, or every numeric column without a config."""
+    from ntjax.data import drop_duplicates, fill_gaps, fill_missing, find_gaps
+
     frame = read_frame(args.data, time_col=args.time_col, target=args.target)
+    rows = frame.height
+    frame = drop_duplicates(frame, keep="exact" if args.duplicates == "drop" else args.duplicates)
+    if frame.height < rows:
+        _log(f"dropped {rows - frame.height} duplicate rows (--duplicates {args.duplicates})")
+    if args.fill_gaps is not None:
+        inserted = find_gaps(frame).height
+        frame = fill_gaps(frame, args.fill_gaps)
+        if inserted:
+            _log(f"inserted {inserted} missing timestamps (--fill-gaps {args.fill_gaps})")
+    columns = None
+    if config is not None:  # a column the model needs but the file lacks is validate's to name
+        wanted = ("y", *config.hist_exog, *config.futr_exog)
+        columns = [c for c in wanted if c in frame.columns]
+    rows = frame.height
+    frame = fill_missing(frame, args.missing, columns=columns)
+    if frame.height < rows:
+        _log(f"dropped {rows - frame.height} rows with missing values (--missing {args.missing})")
     n_series = frame["unique_id"].n_unique() if "unique_id" in frame.columns else 0
     _log(f"read {args.data}: {frame.height} rows, {n_series} series")
     return frame
@@ -192,6 +276,15 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--scaler", default="standard")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--calibration",
+        choices=("rolling", "split", "none"),
+        default="rolling",
+        help="interval calibration on a held-out tail (default rolling; none: raw heads)",
+    )
+    parser.add_argument(
+        "--calibration-size", type=int, help="steps held out for calibration (default auto)"
+    )
     parser.add_argument("--init-from", help="fine-tune from this model id or alias")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -213,11 +306,13 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         scaler=args.scaler,
         progress=not args.no_progress,
+        calibration=None if args.calibration == "none" else args.calibration,
+        calibration_size=args.calibration_size,
     )
     optimizer = OptimizerConfig(learning_rate=args.learning_rate)
     store = _open_store(args)
     init_from = _load(store, args.init_from) if args.init_from else None
-    frame = _frame(args)
+    frame = _frame(args, config)
     _log(
         f"training {config.kind} (horizon {config.horizon}, input {config.input_size}) "
         f"for {training.max_steps} steps into {store.root}"
@@ -238,7 +333,7 @@ def _forecast(args: argparse.Namespace) -> dict[str, Any] | None:
 
     store = _open_store(args)
     record = _load(store, args.model_id)
-    frame = _frame(args)
+    frame = _frame(args, record.config)
     levels = args.levels if args.levels is not None else supported_levels(record.config)
     result = forecast(record, frame, levels=levels)
     if args.output is None:
@@ -267,6 +362,10 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-size", type=int, help="stride between cutoffs (default h)")
     parser.add_argument("--levels", type=_floats, help="interval levels, e.g. 80")
     parser.add_argument("--season-length", type=int, default=1, help="MASE season")
+    parser.add_argument(
+        "--by", choices=("horizon",), help="every metric per forecast step (a list of rows)"
+    )
+    _add_leakage(parser)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -274,7 +373,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     store = _open_store(args)
     record = _load(store, args.model_id)
-    frame = _frame(args)
+    frame = _frame(args, record.config)
     metrics = evaluate(
         record,
         frame,
@@ -282,8 +381,23 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         step_size=args.step_size,
         levels=args.levels,
         season_length=args.season_length,
+        embargo=args.embargo,
+        allow_in_sample=args.allow_in_sample,
     )
     store.record_evaluation(record.id, metrics)
+    if args.by == "horizon":
+        by_horizon = evaluate(
+            record,
+            frame,
+            test_size=args.test_size,
+            step_size=args.step_size,
+            levels=args.levels,
+            season_length=args.season_length,
+            embargo=args.embargo,
+            allow_in_sample=args.allow_in_sample,
+            by="horizon",
+        )
+        return {"model_id": record.id, **metrics, "by_horizon": by_horizon.to_dicts()}
     return {"model_id": record.id, **metrics}
 
 
@@ -416,6 +530,7 @@ def _backtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--periods-per-year", type=float, default=252)
     parser.add_argument("--risk-free", type=float, default=0.0, help="annual rate")
     parser.add_argument("--plot", help="write the equity plot here (.png)")
+    _add_leakage(parser)
 
 
 def _backtest(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import optax
 
-DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+DEFAULT_QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
 
 # Upper bounds that keep a single request from exhausting memory; generous for research use.
 MAX_HORIZON = 10_000
@@ -153,6 +153,7 @@ class NHITSConfig(ModelConfig):
 
 
 SCALERS = ("identity", "standard", "robust", "minmax")
+CALIBRATIONS = ("rolling", "split")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +174,14 @@ class TrainingConfig:
       devices: number of local devices to train on data-parallel (None: as many as divide
         batch_size).
       progress: show a tqdm progress bar on stderr.
+      calibration: how intervals are calibrated out of the box (``ntjax.calibrate``):
+        ``rolling`` (default: conformal offsets from the latest windows the model did not fit,
+        updated as observations resolve), ``split`` (fixed offsets from the calibration tail),
+        or None (the raw quantile heads).
+      calibration_size: steps at the end of each series held out of training (no gradient, no
+        early stopping) whose conformity scores start the calibration. None: ten horizons, at
+        most a fifth of the rows the shortest series has beyond one training window and the
+        validation tail. 0 with ``rolling``: scores come only from rows after training.
     """
 
     max_steps: int = 1000
@@ -186,9 +195,17 @@ class TrainingConfig:
     checkpoint_every: int = 0
     devices: int | None = None
     progress: bool = True
+    calibration: str | None = "rolling"
+    calibration_size: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("max_steps", self.max_steps, 1, MAX_STEPS)
+        if self.calibration is not None and self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"calibration must be one of {CALIBRATIONS} or None, got {self.calibration!r}."
+            )
+        if self.calibration_size is not None:
+            _check_int("calibration_size", self.calibration_size, 0, 10 * MAX_INPUT_SIZE)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         _check_int("val_size", self.val_size, 0, 10 * MAX_INPUT_SIZE)
         _check_int("val_check_steps", self.val_check_steps, 1, MAX_STEPS)

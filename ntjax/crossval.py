@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import polars as pl
 
+from ntjax import provenance
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
@@ -60,25 +61,31 @@ def cross_validation(
     training: TrainingConfig | None = None,
     optimizer: OptimizerConfig | None = None,
     levels: Sequence[float] = (),
+    embargo: int = 0,
+    allow_in_sample: bool = False,
     key: jax.Array | None = None,
 ) -> pl.DataFrame:
     """Rolling-origin forecasts.
 
     Args:
       config_or_record: a model config (fitted here on data before the first cutoff) or a
-        trained record (used as is when ``refit=False``: it must not have seen data after the
-        first cutoff for the result to be out-of-sample).
+        trained record (used as is when ``refit=False``; the leakage guard refuses targets at
+        or before a series' trained end, ``record.trained_on``, unless ``allow_in_sample``).
       df: long frame.
       n_windows: number of cutoffs per series.
       step_size: stride between cutoffs (default: the horizon).
       refit: False for one fit; an int ``k`` to refit every ``k`` windows (True means 1).
       training, optimizer: configs of the fits (default: the record's, else the defaults).
       levels: interval levels to add as ``lo_L``/``hi_L``.
+      embargo: steps after each series' trained end that still count as in sample.
+      allow_in_sample: forecast targets the record was fitted on anyway, flagged per row.
       key: PRNG key for sampling models.
 
     Returns:
-      ``unique_id, ds, cutoff, y, y_hat, q_<q>..., lo_L, hi_L``: one row per series, cutoff and
-      step; ``cutoff`` is the last time stamp the forecast could see.
+      ``unique_id, ds, cutoff, y, y_hat, q_<q>..., lo_L, hi_L, in_sample``: one row per series,
+      cutoff and step; ``cutoff`` is the last time stamp the forecast could see; ``in_sample``
+      is True where the target is a row the model was fitted on (only with
+      ``allow_in_sample``; never for fits made here, which see data before their cutoff only).
     """
     if isinstance(config_or_record, ModelRecord):
         record: ModelRecord | None = config_or_record
@@ -105,23 +112,38 @@ def cross_validation(
             f"series too short for {n_windows} windows of stride {step_size} with input_size "
             f"{config.input_size}: need {config.input_size + panel.n_time - cutoffs[0]} rows."
         )
-    blocks = []
+    blocks, flags = [], []
+    times = cutoffs[:, None] + np.arange(config.horizon)[None, :]
     for start in range(0, n_windows, refit_every):
         block = cutoffs[start : start + refit_every]
         if record is None or refit is not False:
             model = _fit_before(frame, panel, int(block[0]), config, training, optimizer)
         else:
             model = record
+        # Each model's own span: a fit made here ends before its block by construction.
+        provenance.check_out_of_sample(
+            model,
+            panel,
+            int(block[0]),
+            embargo=embargo,
+            allow_in_sample=allow_in_sample,
+            what="cross_validation",
+        )
+        bound = provenance.boundaries(
+            model.trained_on, panel, embargo=embargo, strict=not allow_in_sample
+        )
+        flags.append(times[None, start : start + len(block)] <= bound[:, None, None])
         loc, scale = scaler_rows(model.scaler, panel, fit_upto=int(block[0]))
         scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
-        predictions = predict_at_cutoffs(model, scaled, block, key=key)
+        predictions = predict_at_cutoffs(model, scaled, block, key=key, panel=panel)
         blocks.append(predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0])
     predictions = np.concatenate(blocks, axis=1)  # [series, cutoff, horizon, quantile]
+    in_sample = np.concatenate(flags, axis=1)  # [series, cutoff, horizon]
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
-    return _cv_frame(config, panel, cutoffs, y, predictions, levels)
+    return _cv_frame(config, panel, cutoffs, y, predictions, levels, in_sample)
 
 
-def _cv_frame(config, panel, cutoffs, y, predictions, levels) -> pl.DataFrame:
+def _cv_frame(config, panel, cutoffs, y, predictions, levels, in_sample) -> pl.DataFrame:
     n_series, n_cut, horizon = y.shape
     times = cutoffs[:, None] + np.arange(horizon)[None, :]
     flat = predictions.reshape(n_series * n_cut * horizon, -1)
@@ -133,4 +155,5 @@ def _cv_frame(config, panel, cutoffs, y, predictions, levels) -> pl.DataFrame:
         panel.ds_series(np.repeat(panel.ds[:, cutoffs - 1], horizon, axis=1), "cutoff"),
         pl.Series("y", y.reshape(-1)),
     ]
-    return pl.DataFrame(columns + prediction_columns(config, flat, levels))
+    flag = [pl.Series("in_sample", in_sample.reshape(-1), pl.Boolean)]
+    return pl.DataFrame(columns + prediction_columns(config, flat, levels) + flag)

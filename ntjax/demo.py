@@ -58,7 +58,7 @@ def run_demo(*, output_dir: str = ".", max_steps: int | None = None, progress: b
     tail = df.filter(pl.col("ds") >= rolling["ds"].min() - pl.duration(days=7))
     fig = forecast_fan(
         tail.filter(pl.col("ds") < rolling["ds"].min()),
-        pl.concat([rolling.drop("cutoff", "y"), future]),
+        pl.concat([rolling.drop("cutoff", "y", "in_sample"), future]),
         levels=LEVELS,
         actual=tail.filter(pl.col("ds") >= rolling["ds"].min()),
         title="ETTh1 OT: rolling 24 h NHITS forecasts on the held-out fortnight, then the next day",

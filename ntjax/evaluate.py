@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from ntjax import provenance
 from ntjax._compile import family_jit
 from ntjax.config import ModelConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import transform
 from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
-from ntjax.metrics import forecast_metrics, naive_scale
+from ntjax.metrics import forecast_metrics, forecast_metrics_by_horizon, naive_scale
 from ntjax.models import spec_for
 from ntjax.predict import (
     adjust_quantiles,
@@ -56,6 +57,7 @@ def predict_at_cutoffs(
     *,
     key: jax.Array | None = None,
     batch_size: int = 2048,
+    panel: Panel | None = None,
 ) -> np.ndarray:
     """Scaled quantile forecasts of every series at every cutoff.
 
@@ -63,16 +65,19 @@ def predict_at_cutoffs(
       scaled: ``[n_series, time, n_channels]`` scaled values (zeros where missing).
       cutoffs: ``[n_cutoffs]`` first forecast positions; inputs are the ``input_size`` steps
         before each.
+      panel: the packed frame behind ``scaled``; needed for a rolling-calibrated record.
 
     Returns:
       ``[n_series, n_cutoffs, horizon, n_quantiles]``; for a rolling-calibrated record each
-      cutoff calibrated only with windows resolved before it (``ntjax.calibrate``), which needs
-      ``history_needed(record)`` rows of every series before the first cutoff.
+      cutoff calibrated only with windows resolved before it that the model was not fitted on
+      (``ntjax.calibrate``).
     """
     if is_rolling_calibrated(record):
         from ntjax.calibrate import rolling_at_cutoffs  # deferred: calibrate builds on this module
 
-        return rolling_at_cutoffs(record, scaled, cutoffs, key=key)
+        if panel is None:
+            raise ValueError("a rolling-calibrated record predicts at cutoffs with its panel.")
+        return rolling_at_cutoffs(record, panel, scaled, cutoffs, key=key)
     config = record.config
     n_series = scaled.shape[0]
     series = np.repeat(np.arange(n_series), len(cutoffs)).astype(np.int32)
@@ -83,7 +88,8 @@ def predict_at_cutoffs(
     series = np.concatenate([series, np.zeros(pad, np.int32)])
     starts = np.concatenate([starts, np.full(pad, starts[0], np.int32)])
     values = jnp.asarray(scaled, jnp.float32)
-    key = jax.random.key(0) if key is None else key
+    if key is None and spec_for(config).is_stochastic(config):
+        key = jax.random.key(0)  # the documented default of sampling models
     chunks = [
         _predict_windows(
             config,
@@ -91,7 +97,7 @@ def predict_at_cutoffs(
             values,
             jnp.asarray(series[i : i + batch]),
             jnp.asarray(starts[i : i + batch]),
-            jax.random.fold_in(key, i),
+            None if key is None else jax.random.fold_in(key, i),
         )
         for i in range(0, len(series), batch)
     ]
@@ -120,29 +126,43 @@ def evaluate(
     step_size: int | None = None,
     levels: Sequence[float] | None = None,
     season_length: int = 1,
+    embargo: int = 0,
+    allow_in_sample: bool = False,
+    by: str | None = None,
     key: jax.Array | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any] | pl.DataFrame:
     """Rolling-origin evaluation over the last ``test_size`` steps of each series.
 
     Args:
-      record: a trained model. A rolling-calibrated one (``nt.calibrate(...,
-        method="rolling")``) is calibrated at every cutoff from the windows resolved before it
-        only, which needs ``history_needed(record)`` rows before the first cutoff.
+      record: a trained model. A rolling-calibrated one (the default of training) is
+        calibrated at every cutoff from the windows resolved before it that it was not fitted
+        on only.
       df: long frame; the last ``test_size`` steps of each series are the test part and every
         forecast uses only data before its cutoff.
       test_size: steps evaluated per series (default: one horizon).
       step_size: stride between cutoffs (default: the horizon; 1 for the long-horizon protocol).
       levels: interval levels for coverage and width (default: every level the model's
-        quantiles bound, e.g. 80 for (0.1, 0.5, 0.9)).
-      season_length: seasonal period of the MASE denominator (in-sample naive on data before the
-        first cutoff).
-      key: PRNG key for sampling models.
+        quantiles bound, e.g. 80 and 95 for the default quantiles).
+      season_length: seasonal period of the MASE and MSIS denominators (in-sample seasonal
+        naive on data before the first cutoff).
+      embargo: steps after each series' trained end (``record.trained_on``) that still count
+        as in sample.
+      allow_in_sample: score targets the model was fitted on anyway; the result says so
+        (``in_sample`` True). Without it such a test part is refused with one sentence.
+      by: None for pooled metrics; ``"horizon"`` for a frame with every metric per forecast
+        step (column ``step``, 1 = the first step after a cutoff).
+      key: PRNG key for sampling models (DeepAR); default ``jax.random.key(0)``.
 
     Returns:
-      ``mae, rmse, mse, mape, smape, r2, mase, coverage_L, width_L`` (per level), ``n_points``,
-      ``n_windows``, in the units of ``df``; ``coverage_table`` turns the coverages into a
-      coverage-vs-nominal table.
+      ``mae, rmse, mse, mape, smape, r2, mase, coverage_L, width_L`` (per level), ``wql``,
+      ``crps``, ``msis`` (with the 0.025/0.975 quantiles), ``calibration_<q>`` (observed
+      frequency of ``y <= q``), ``n_points``, ``n_windows``, ``in_sample`` (None for a record
+      without provenance), ``period_start``/``period_end`` (first and last scored time), in
+      the units of ``df``; ``coverage_table`` turns the coverages into a coverage-vs-nominal
+      table. With ``by="horizon"`` a polars frame, one row per step.
     """
+    if by not in (None, "horizon"):
+        raise ValueError(f"by must be None or 'horizon', got {by!r}.")
     config = record.config
     test_size = config.horizon if test_size is None else test_size
     step_size = config.horizon if step_size is None else step_size
@@ -157,18 +177,12 @@ def evaluate(
     )
     _check_history(panel, config.input_size + test_size, "input_size + test_size")
     first_cutoff = int(cutoffs[0])
+    in_sample = provenance.check_out_of_sample(
+        record, panel, first_cutoff, embargo=embargo, allow_in_sample=allow_in_sample
+    )
     loc, scale = scaler_rows(record.scaler, panel, fit_upto=first_cutoff)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
-    if is_rolling_calibrated(record):
-        from ntjax.calibrate import history_needed  # deferred: calibrate builds on this module
-
-        _check_history(
-            panel,
-            panel.n_time - first_cutoff + history_needed(record),
-            "rolling calibration (input_size + window + horizon (+ window warm-up when "
-            "gamma > 0) before the first cutoff, plus test_size)",
-        )
-    predictions = predict_at_cutoffs(record, scaled, cutoffs, key=key)
+    predictions = predict_at_cutoffs(record, scaled, cutoffs, key=key, panel=panel)
     predictions = predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0]
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
     mase_scale = [
@@ -180,11 +194,29 @@ def evaluate(
     intervals = {
         level: (predictions[..., lo], predictions[..., hi]) for level, (lo, hi) in bounds.items()
     }
-    result = forecast_metrics(
-        y, predictions[..., config.median_index], mase_scale=mase_scale, intervals=intervals
-    )
-    result["n_windows"] = int(len(cutoffs) * panel.n_series)
-    return result
+    scores = {
+        "mase_scale": mase_scale,
+        "intervals": intervals,
+        "quantile_preds": predictions,
+        "quantiles": config.quantiles,
+    }
+    median = predictions[..., config.median_index]
+    extra = {
+        "n_windows": int(len(cutoffs) * panel.n_series),
+        "in_sample": in_sample,
+        "period_start": _stamp(panel, first_cutoff),
+        "period_end": _stamp(panel, panel.n_time - 1),
+    }
+    if by == "horizon":
+        rows = forecast_metrics_by_horizon(y, median, **scores)
+        return pl.DataFrame([{**row, **extra} for row in rows])
+    return {**forecast_metrics(y, median, **scores), **extra}
+
+
+def _stamp(panel: Panel, position: int) -> str | int:
+    """The latest series' time stamp at ``position`` (JSON-friendly)."""
+    value = panel.ds_series(panel.ds[:, position].max(keepdims=True))[0]
+    return value if panel.ds_is_int else value.isoformat()
 
 
 def coverage_table(result: dict[str, float]) -> pl.DataFrame:

@@ -107,3 +107,36 @@ def calibration_curve(
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     return fig
+
+
+def quantile_calibration_curve(
+    calibration: dict[float, float] | Any, *, title: str = "quantile calibration"
+) -> Figure:
+    """Observed frequency of ``y <= yhat_q`` against the nominal quantile level ``q``.
+
+    Args:
+      calibration: level (e.g. 0.1) -> observed frequency in [0, 1]
+        (``metrics.quantile_calibration``), or an ``nt.evaluate`` / ``forecast_metrics`` result
+        (its ``calibration_q`` entries are used).
+    """
+    if not isinstance(calibration, dict):
+        raise ValueError("calibration must be a dict of level -> frequency or an evaluate result.")
+    points = {
+        float(k.removeprefix("calibration_")) if isinstance(k, str) else float(k): float(v)
+        for k, v in calibration.items()
+        if not isinstance(k, str) or k.startswith("calibration_")
+    }
+    if not points:
+        raise ValueError("no calibration values to plot.")
+    levels = sorted(points)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
+    ax.plot(levels, [points[q] for q in levels], "o-", color="tab:blue", label="observed")
+    ax.set_xlabel("nominal quantile level")
+    ax.set_ylabel("observed frequency of y <= quantile")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig

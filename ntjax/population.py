@@ -327,7 +327,8 @@ def _run(
         # of one small program, where a vmapped init would compile a larger one.
         fresh = [_jitted_init(config, key) for key in init_keys]
         init_params = _stacked(fresh)
-    state = programs.init(jax.tree.map(jnp.asarray, init_params), learning_rates)
+    # Copies: the step donates its state, and a warm start's parent keeps its own parameters.
+    state = programs.init(jax.tree.map(jnp.array, init_params), learning_rates)
     _check_dropout_is_per_member(config, members, jax.tree.map(lambda x: x[0], state.params))
 
     has_val = training.val_size > 0
@@ -579,7 +580,7 @@ def fit_ensemble(
         history=history,
         training=training,
         optimizer=optimizer,
-        parent_id=init_from.id if init_from is not None else None,
+        parent=init_from,
         extra=extra,
     )
 

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import polars as pl
 
+from ntjax import provenance
 from ntjax._compile import family_jit
 from ntjax.config import ModelConfig
 from ntjax.data.frame import validate, validate_runs
@@ -257,11 +258,16 @@ def forecast(
     keys = key_columns(panel, future_ds)
     raw = np.asarray(pending)
     if is_rolling_calibrated(record):
-        # Offsets from the latest resolved windows of df.
-        from ntjax.calibrate import latest_offsets  # deferred: calibrate builds on predict
+        # Offsets from the latest resolved windows of df (stored by training for its end).
+        from ntjax.calibrate import end_offsets, latest_offsets  # deferred: builds on predict
 
+        stored = end_offsets(record, panel)
+        if stored is not None:
+            offsets = stored * scale[:, None, :1]
+        else:
+            offsets = latest_offsets(record, frame, key=key)
         quantiles = raw * scale[:, None, None, 0] + loc[:, None, None, 0]
-        quantiles = np.sort(quantiles + latest_offsets(record, frame, key=key), axis=-1)
+        quantiles = np.sort(quantiles + offsets, axis=-1)
     else:
         quantiles = adjust_quantiles(record, raw) * scale[:, None, None, 0] + loc[:, None, None, 0]
     flat = quantiles.reshape(-1, quantiles.shape[-1])
@@ -340,4 +346,5 @@ def ensemble(
         version=first.version,
         data_fingerprint=first.data_fingerprint,
         extra={"members": [r.id for r in records]},
+        trained_on=provenance.union(r.trained_on for r in records),
     )

@@ -14,6 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import polars as pl
+
+from ntjax import provenance
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
 from ntjax.models import count_params
@@ -57,6 +60,8 @@ class ModelRecord:
       version: ntjax version that trained it.
       error: why a failed run failed.
       extra: model-kind independent additions (e.g. calibration, ensemble weights).
+      trained_on: provenance, ``unique_id, start, end, n_rows, role`` (``ntjax.provenance``):
+        every row that shaped the record; None for records written before provenance existed.
     """
 
     id: str
@@ -76,6 +81,7 @@ class ModelRecord:
     version: str = ""
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    trained_on: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         check_id(self.id)
@@ -90,6 +96,27 @@ class ModelRecord:
         """A copy with ``changes`` and a fresh ``updated_at``."""
         changes.setdefault("updated_at", utc_now())
         return dataclasses.replace(self, **changes)
+
+    @property
+    def intervals(self) -> dict[str, Any]:
+        """How the record's intervals are made: ``{"method": "raw"}`` (the quantile heads as
+        trained) or the calibration's method and settings (``ntjax.calibrate``)."""
+        calibration = self.extra.get("calibration")
+        if not calibration:
+            return {"method": "raw"}
+        return {k: v for k, v in calibration.items() if k not in ("offsets", "end_offsets")}
+
+    def uncalibrated(self) -> ModelRecord:
+        """A copy with the raw quantile heads (no calibration), a new id and ``parent_id`` this
+        record: to compare calibrated intervals with what the model itself predicts."""
+        now = utc_now()
+        return self.replace(
+            id=new_id(),
+            parent_id=self.id,
+            created_at=now,
+            updated_at=now,
+            extra={k: v for k, v in self.extra.items() if k != "calibration"},
+        )
 
     @property
     def n_params(self) -> int:
@@ -112,6 +139,8 @@ class ModelRecord:
             "data_fingerprint": self.data_fingerprint,
             "version": self.version,
             "error": self.error,
+            "intervals": self.intervals,
+            "trained_on": provenance.to_json(self.trained_on),
         }
 
     def __repr__(self) -> str:

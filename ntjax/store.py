@@ -44,7 +44,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ntjax import _io
+from ntjax import _io, provenance
 from ntjax._version import __version__
 from ntjax.config import (
     ModelConfig,
@@ -124,8 +124,19 @@ CREATE TABLE IF NOT EXISTS models (
     error TEXT,
     owner_host TEXT,
     owner_pid INTEGER,
-    owner_token TEXT
+    owner_token TEXT,
+    trained_on TEXT
 );
+CREATE TABLE IF NOT EXISTS evaluations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    period_start TEXT,
+    period_end TEXT,
+    in_sample INTEGER,
+    metrics TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_model ON evaluations (model_id, seq);
 CREATE INDEX IF NOT EXISTS models_kind ON models (kind);
 CREATE INDEX IF NOT EXISTS models_status ON models (status);
 CREATE INDEX IF NOT EXISTS models_created ON models (created_at);
@@ -144,13 +155,23 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
 );
 """
 
+# Columns added after the first release, with their SQL type: older indexes gain them.
+_ADDED_COLUMNS = {"trained_on": "TEXT"}
 _STATUS_KEYS = (
     "id", "kind", "status", "horizon", "input_size", "n_params", "metrics", "evaluation",
     "aliases", "created_at", "updated_at", "parent_id", "data_fingerprint", "version", "error",
+    "trained_on",
 )  # fmt: skip
 _COLUMNS = (
     "id, kind, status, created_at, updated_at, horizon, input_size, n_params, parent_id, "
-    "data_fingerprint, version, metrics, evaluation, error"
+    "data_fingerprint, version, metrics, evaluation, error, trained_on"
+)
+# The "trained" transition, with its values: n_params, metrics, data_fingerprint, version,
+# trained_on (``_trained_values``).
+_SET_TRAINED = (
+    "status = 'trained', updated_at = ?, n_params = ?, metrics = ?, data_fingerprint = ?, "
+    "version = ?, trained_on = ?, error = NULL, owner_host = NULL, owner_pid = NULL, "
+    "owner_token = NULL"
 )
 
 
@@ -250,6 +271,7 @@ def _record_json(record: ModelRecord, params_bytes: bytes) -> bytes:
         "version": record.version,
         "error": record.error,
         "extra": dict(record.extra),
+        "trained_on": provenance.to_json(record.trained_on),
         "params": {
             "file": PARAMS_FILE,
             "bytes": len(params_bytes),
@@ -302,7 +324,27 @@ def _record_from_json(meta: Mapping[str, Any], params: Any) -> ModelRecord:
         version=meta.get("version") or "",
         error=meta.get("error"),
         extra=dict(meta.get("extra") or {}),
+        trained_on=provenance.from_json(meta.get("trained_on")),
     )
+
+
+def _trained_values(meta: Mapping[str, Any]) -> tuple:
+    """The values of ``_SET_TRAINED`` from a record's JSON (``_record_json``)."""
+    return (
+        utc_now(),
+        (meta.get("params") or {}).get("n_params"),
+        _dumps(meta.get("metrics") or {}),
+        meta.get("data_fingerprint"),
+        meta.get("version") or "",
+        _dumps(meta["trained_on"]) if meta.get("trained_on") is not None else None,
+    )
+
+
+_EVALUATION_FIELDS = ("in_sample", "period_start", "period_end")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _iso_utc(value: str | dt.datetime) -> str:
@@ -393,6 +435,10 @@ class Store:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                present = {row[1] for row in conn.execute("PRAGMA table_info(models)")}
+                for name, sql_type in _ADDED_COLUMNS.items():
+                    if name not in present:
+                        conn.execute(f"ALTER TABLE models ADD COLUMN {name} {sql_type}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -501,19 +547,17 @@ class Store:
         _io.atomic_write(folder / RECORD_FILE, meta_bytes)
 
     def _finish(self, record: ModelRecord) -> None:
+        meta = {
+            "params": {"n_params": record.n_params},
+            "metrics": dict(record.metrics),
+            "data_fingerprint": record.data_fingerprint,
+            "version": record.version or __version__,
+            "trained_on": provenance.to_json(record.trained_on),
+        }
         with self._transaction() as db:
             db.execute(
-                "UPDATE models SET status = 'trained', updated_at = ?, n_params = ?, "
-                "metrics = ?, data_fingerprint = ?, version = ?, error = NULL, owner_host = NULL, "
-                "owner_pid = NULL, owner_token = NULL WHERE id = ?",
-                (
-                    utc_now(),
-                    record.n_params,
-                    _dumps(dict(record.metrics)),
-                    record.data_fingerprint,
-                    record.version or __version__,
-                    record.id,
-                ),
+                f"UPDATE models SET {_SET_TRAINED} WHERE id = ?",
+                (*_trained_values(meta), record.id),
             )
 
     def _fail(self, model_id: str, error: str) -> None:
@@ -593,17 +637,60 @@ class Store:
 
         return self._run(model_id, make)
 
-    def record_evaluation(self, model_id: str, metrics: Mapping[str, float]) -> None:
-        """Keeps the latest evaluation metrics of a model in the index (``status`` shows them;
-        ``query(metric=...)`` filters and sorts by them). The artifact is not touched."""
+    def record_evaluation(self, model_id: str, metrics: Mapping[str, Any]) -> None:
+        """Keeps an evaluation of a model (an ``nt.evaluate`` result) with its period and its
+        ``in_sample`` flag. The out-of-sample one becomes the model's ``evaluation`` in the
+        index (``status`` shows it; ``query(metric=...)`` filters and sorts by it); an in-sample
+        one (or one of unknown provenance) is kept in the history (``evaluations``) only, so
+        nothing presents an in-sample score as the model's score. The artifact is not touched.
+        """
         check_id(model_id)
+        in_sample = metrics.get("in_sample")
+        scores = {k: v for k, v in metrics.items() if k not in _EVALUATION_FIELDS}
+        now = utc_now()
         with self._transaction() as db:
-            done = db.execute(
-                "UPDATE models SET evaluation = ?, updated_at = ? WHERE id = ?",
-                (_dumps(dict(metrics)), utc_now(), model_id),
-            ).rowcount
-        if not done:
-            raise ModelNotFoundError(f"no model {model_id} in the store {self.root}.")
+            if db.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
+                raise ModelNotFoundError(f"no model {model_id} in the store {self.root}.")
+            db.execute(
+                "INSERT INTO evaluations (model_id, at, period_start, period_end, in_sample, "
+                "metrics) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    model_id,
+                    now,
+                    _text_or_none(metrics.get("period_start")),
+                    _text_or_none(metrics.get("period_end")),
+                    None if in_sample is None else int(bool(in_sample)),
+                    _dumps(scores),
+                ),
+            )
+            if in_sample is False:
+                period = {k: metrics[k] for k in ("period_start", "period_end") if k in metrics}
+                summary = {**scores, **period}
+                db.execute(
+                    "UPDATE models SET evaluation = ?, updated_at = ? WHERE id = ?",
+                    (_dumps(summary), now, model_id),
+                )
+
+    def evaluations(self, model_id: str) -> list[dict[str, Any]]:
+        """Every evaluation kept for a model, oldest first: ``at``, ``period_start``,
+        ``period_end``, ``in_sample`` (True, False, or None for unknown provenance), ``metrics``.
+        """
+        check_id(model_id)
+        rows = self._read(
+            "SELECT at, period_start, period_end, in_sample, metrics FROM evaluations "
+            "WHERE model_id = ? ORDER BY seq",
+            (model_id,),
+        )
+        return [
+            {
+                "at": at,
+                "period_start": start,
+                "period_end": end,
+                "in_sample": None if flag is None else bool(flag),
+                "metrics": json.loads(scores),
+            }
+            for at, start, end, flag, scores in rows
+        ]
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -768,20 +855,10 @@ class Store:
             with self._transaction() as db:
                 guard = (model_id, token)
                 if meta is not None:
-                    params = meta.get("params") or {}
                     db.execute(
-                        "UPDATE models SET status = 'trained', updated_at = ?, n_params = ?, "
-                        "metrics = ?, data_fingerprint = ?, version = ?, error = NULL, "
-                        "owner_host = NULL, owner_pid = NULL, owner_token = NULL "
+                        f"UPDATE models SET {_SET_TRAINED} "
                         "WHERE id = ? AND status = 'training' AND owner_token IS ?",
-                        (
-                            utc_now(),
-                            params.get("n_params"),
-                            _dumps(meta.get("metrics") or {}),
-                            meta.get("data_fingerprint"),
-                            meta.get("version") or "",
-                            *guard,
-                        ),
+                        (*_trained_values(meta), *guard),
                     )
                 else:
                     db.execute(
@@ -821,18 +898,16 @@ class Store:
                 continue
             try:
                 config = config_from_dict(meta["config"], CONFIGS)
+                if "n_params" not in meta["params"]:
+                    continue  # unreadable record: load() reports it with its id
                 row = (
                     model_id,
                     config.kind,
                     meta["created_at"],
-                    utc_now(),
                     config.horizon,
                     config.input_size,
-                    meta["params"]["n_params"],
                     meta.get("parent_id"),
-                    meta.get("data_fingerprint"),
-                    meta.get("version") or "",
-                    _dumps(meta.get("metrics") or {}),
+                    *_trained_values(meta),
                 )
             except (KeyError, TypeError, ValueError):
                 continue  # unreadable record: load() reports it with its id
@@ -842,9 +917,9 @@ class Store:
                 if current is not None and current[0] == "trained":
                     continue
                 db.execute(
-                    "INSERT OR REPLACE INTO models (id, kind, status, created_at, updated_at, "
-                    "horizon, input_size, n_params, parent_id, data_fingerprint, version, "
-                    "metrics) VALUES (?, ?, 'trained', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO models (id, kind, status, created_at, horizon, "
+                    "input_size, parent_id, updated_at, n_params, metrics, data_fingerprint, "
+                    "version, trained_on) VALUES (?, ?, 'trained', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
             repaired.append(model_id)
@@ -856,6 +931,7 @@ class Store:
         row = dict(zip(_COLUMNS.split(", "), row, strict=True))
         row["metrics"] = json.loads(row["metrics"])
         row["evaluation"] = json.loads(row["evaluation"])
+        row["trained_on"] = json.loads(row["trained_on"]) if row["trained_on"] else None
         row["aliases"] = aliases.get(row["id"], [])
         return {key: row[key] for key in _STATUS_KEYS}
 

@@ -30,7 +30,6 @@ from ntjax.models import spec_for
 from ntjax.predict import (
     adjust_quantiles,
     forecast_frame,
-    is_rolling_calibrated,
     level_quantiles,
     quantile_index,
     scaler_rows,
@@ -80,6 +79,10 @@ def _bucket(n: int, n_series: int) -> int:
 class StreamingForecaster:
     """Forecasts that follow a live feed, one jitted call per tick.
 
+    A calibrated record's intervals take its fixed offsets (``extra["calibration"]["offsets"]``:
+    for the default rolling calibration, those of its calibration tail); ``nt.forecast`` of a
+    rolling-calibrated record recomputes them from the latest resolved windows instead.
+
     Args:
       record: a trained model (without future-known exogenous inputs).
       history_df: long frame with at least ``input_size`` points per series.
@@ -110,12 +113,6 @@ class StreamingForecaster:
             raise ValueError(
                 "streaming needs future values a tick does not carry: the model uses futr_exog "
                 f"{list(config.futr_exog)}; use nt.forecast with futr_df instead."
-            )
-        if is_rolling_calibrated(record):
-            raise ValueError(
-                f"model {record.id} is rolling-calibrated, which streaming does not support yet "
-                "(its offsets follow each resolved window); stream its parent "
-                f"{record.parent_id} or a split-calibrated record."
             )
         for level in levels:
             for q in level_quantiles(level):

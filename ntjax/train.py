@@ -24,13 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import polars as pl
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ntjax import _io
+from ntjax import _io, provenance
 from ntjax._compile import jit_for
 from ntjax._version import __version__
+from ntjax.calibrate import tail_calibration
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import ScalerState, fit_scaler, transform
@@ -76,6 +78,8 @@ class Prepared:
     scaler: ScalerState
     data: TrainingData
     fingerprint: str
+    calibration_size: int
+    trained_on: pl.DataFrame
 
 
 def fingerprint(panel: Panel) -> str:
@@ -88,12 +92,16 @@ def fingerprint(panel: Panel) -> str:
     return digest.hexdigest()
 
 
-def validation_starts(panel: Panel, config: ModelConfig, val_size: int) -> np.ndarray:
+def validation_starts(
+    panel: Panel, config: ModelConfig, val_size: int, *, end: int | None = None
+) -> np.ndarray:
     """(series, start) of validation windows: forecasts whose targets lie in the last
-    ``val_size`` steps, at most 64 cutoffs per series spread evenly."""
+    ``val_size`` steps before time position ``end`` (default: the end of the panel), at most
+    64 cutoffs per series spread evenly."""
     if val_size == 0:
         return np.zeros((0, 2), np.int32)
-    horizon, size, n_time = config.horizon, config.input_size, panel.n_time
+    horizon, size = config.horizon, config.input_size
+    n_time = panel.n_time if end is None else end
     if val_size < horizon:
         raise ValueError(f"val_size ({val_size}) must be 0 or at least the horizon ({horizon}).")
     n_cut = val_size - horizon + 1
@@ -104,21 +112,43 @@ def validation_starts(panel: Panel, config: ModelConfig, val_size: int) -> np.nd
     return np.stack([series, starts], axis=1).astype(np.int32)
 
 
+def calibration_size(config: ModelConfig, training: TrainingConfig, shortest: int) -> int:
+    """Steps held out at the end of each series for interval calibration: ``training.
+    calibration_size`` when set, else ten horizons, at most a fifth of what the shortest series
+    has beyond one training window and the validation tail (0 without calibration)."""
+    if training.calibration is None:
+        return 0
+    if training.calibration_size is not None:
+        return training.calibration_size
+    spare = shortest - (config.input_size + config.horizon + training.val_size)
+    return max(0, min(10 * config.horizon, spare // 5))
+
+
 def prepare(
-    df: Any, config: ModelConfig, training: TrainingConfig, *, scaler: ScalerState | None = None
+    df: Any,
+    config: ModelConfig,
+    training: TrainingConfig,
+    *,
+    scaler: ScalerState | None = None,
 ) -> Prepared:
-    """Validates ``df``, fits the scaler on the training part (all but the last ``val_size``
-    steps of each series) and builds the device arrays and window tables."""
+    """Validates ``df``, fits the scaler on the training part (all but the last ``val_size`` +
+    calibration steps of each series) and builds the device arrays and window tables.
+
+    The last ``calibration_size(...)`` steps of each series are left out of the gradient
+    windows and of validation; the spans of each role are the record's provenance.
+    """
     exog = (*config.hist_exog, *config.futr_exog)
-    frame = validate(
-        df,
-        exog=exog,
-        min_length=config.input_size + config.horizon + training.val_size,
-        length_reason="input_size + horizon" + (" + val_size" if training.val_size else ""),
-    )
+    needed = config.input_size + config.horizon + training.val_size
+    reason = "input_size + horizon" + (" + val_size" if training.val_size else "")
+    if training.calibration is not None and training.calibration_size:
+        needed += training.calibration_size
+        reason += " + calibration_size"
+    frame = validate(df, exog=exog, min_length=needed, length_reason=reason)
     panel = pack(frame, channels(config))
     n_time, window = panel.n_time, config.input_size + config.horizon
-    train_end = n_time - training.val_size
+    n_calibration = calibration_size(config, training, int(panel.lengths.min()))
+    fit_end = n_time - n_calibration
+    train_end = fit_end - training.val_size
     if scaler is None:
         train_values = panel.values[:, :train_end]
         scaler = fit_scaler(training.scaler, train_values, ids=panel.ids, columns=panel.columns)
@@ -141,7 +171,7 @@ def prepare(
     n_windows = len(windows)
     table = np.zeros((1 << max(0, (n_windows - 1).bit_length()), 2), np.int32)
     table[:n_windows] = windows
-    val_windows = validation_starts(panel, config, training.val_size)
+    val_windows = validation_starts(panel, config, training.val_size, end=fit_end)
     val_windows[:, 1] += pad
     data = TrainingData(
         values=jnp.asarray(scaled),
@@ -149,7 +179,15 @@ def prepare(
         n_windows=jnp.asarray(n_windows, jnp.int32),
         val_windows=jnp.asarray(val_windows),
     )
-    return Prepared(panel, scaler, data, fingerprint(panel))
+    trained_on = provenance.panel_spans(
+        panel,
+        {
+            "train": (0, train_end),
+            "validation": (train_end, fit_end),
+            "calibration": (fit_end, n_time),
+        },
+    )
+    return Prepared(panel, scaler, data, fingerprint(panel), n_calibration, trained_on)
 
 
 def _time_bucket(n_time: int) -> int:
@@ -327,7 +365,8 @@ class Trainer:
     def init_state(self, key: jax.Array, params: Any | None = None) -> TrainState:
         if params is None:
             params = _jitted_init(self.config, key)
-        params = jax.tree.map(jnp.asarray, params)
+        else:  # a warm start: copies, since the step donates its state (the parent keeps its own)
+            params = jax.tree.map(jnp.array, params)
         state = TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params))
         return self.replicate(state)
 
@@ -547,7 +586,7 @@ def fit(
         history=history,
         training=training,
         optimizer=optimizer,
-        parent_id=init_from.id if init_from is not None else None,
+        parent=init_from,
     )
 
 
@@ -560,16 +599,18 @@ def new_record(
     history: dict[str, list],
     training: TrainingConfig,
     optimizer: OptimizerConfig,
-    parent_id: str | None = None,
+    parent: ModelRecord | None = None,
     error: BaseException | None = None,
     created_at: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ModelRecord:
     """The record of a training run (``fit``, population members, stacked ensembles): a new id,
-    both timestamps ``created_at`` (default now), the data's scaler and fingerprint, this
-    version; status ``failed`` with the error's text when ``error`` is given."""
+    both timestamps ``created_at`` (default now), the data's scaler, fingerprint and provenance
+    (joined with the spans of ``parent``, the record warm-started from), this version; the
+    out-of-the-box interval calibration of ``training.calibration`` from the calibration tail;
+    status ``failed`` with the error's text when ``error`` is given."""
     now = created_at or utc_now()
-    return ModelRecord(
+    record = ModelRecord(
         id=new_id(),
         kind=config.kind,
         config=config,
@@ -582,12 +623,26 @@ def new_record(
         optimizer=optimizer,
         created_at=now,
         updated_at=now,
-        parent_id=parent_id,
+        parent_id=parent.id if parent is not None else None,
         data_fingerprint=prepared.fingerprint,
         version=__version__,
         error=f"{type(error).__name__}: {error}" if error is not None else None,
         extra=extra or {},
+        trained_on=provenance.union(
+            [parent.trained_on if parent is not None else None, prepared.trained_on]
+        ),
     )
+    if error is not None or training.calibration is None:
+        return record
+    calibration = tail_calibration(
+        record,
+        prepared.panel,
+        method=training.calibration,
+        calibration_size=prepared.calibration_size,
+    )
+    if not calibration:  # no symmetric quantile pair: no interval to calibrate
+        return record
+    return record.replace(extra={**record.extra, "calibration": calibration}, updated_at=now)
 
 
 def train(

@@ -117,7 +117,14 @@ def test_walk_forward_equals_forecasting_from_the_history_alone(record, forecast
 
 def test_integer_time_stamps_give_the_same_forecasts(record, prices, forecasts):
     stepped = prices.with_columns(ds=pl.int_range(pl.len(), dtype=pl.Int64))
-    again = walk_forward(record, stepped, start=59, levels=(50, 80), transform="log")
+    # The record knows datetimes: integer stamps cannot be told apart from its training rows,
+    # so the run must be allowed, and is flagged.
+    with pytest.raises(ValueError, match="trained on datetime time stamps"):
+        walk_forward(record, stepped, start=59, levels=(50, 80), transform="log")
+    again = walk_forward(
+        record, stepped, start=59, levels=(50, 80), transform="log", allow_in_sample=True
+    )
+    assert again["in_sample"].all()
     assert again["ds"].to_list() == list(range(59, N_ROWS - CONFIG.horizon))
     np.testing.assert_array_equal(again["y_hat"].to_numpy(), forecasts["y_hat"].to_numpy())
 
@@ -168,7 +175,8 @@ def test_metrics_recompute_exactly_from_the_equity_frame(forecasts):
         forecast_returns=result.forecasts["forecast_return"].to_numpy(),
         risk_free=0.02,
     )
-    assert _same(again | {"costs": float(eq["cost"].sum())}, result.metrics)
+    recomputed = again | {"costs": float(eq["cost"].sum()), "in_sample": False}
+    assert _same(recomputed, result.metrics)
     # ... and from first principles, in plain Python.
     r = eq["return"].to_list()
     excess = [x - 0.02 / 252 for x in r]
@@ -343,7 +351,7 @@ def test_backtest_command_trains_and_prints_json(prices, tmp_path):
         max_steps=20, batch_size=32, seed=0, no_progress=True, start="2021-04-01", end=None,
         strategy="interval", long_only=True, max_leverage=1.0, level=80.0, cost_bps=5.0,
         slippage_bps=0.0, refit_every=None, transform="log", periods_per_year=252,
-        risk_free=0.0, plot=str(tmp_path / "plot.png"),
+        risk_free=0.0, plot=str(tmp_path / "plot.png"), embargo=0, allow_in_sample=False,
     )  # fmt: skip
     out = backtest_command(args, None, long)
     text = json.dumps(out, allow_nan=False)

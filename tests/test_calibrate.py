@@ -68,6 +68,9 @@ def test_calibration_brings_coverage_to_nominal_on_exchangeable_data():
         pl.when(pl.col("ds") < 300).then(pl.col("y")).otherwise(noisy["y"]).alias("y")
     )
     test = 200
+    # Fitted on the quiet rows only; calibrated on rows it never saw (300..499), which are
+    # exchangeable with the test rows (500..699).
+    fitted = drop_last(frame, 2 * test)
     train = drop_last(frame, test)
     config = nt.NHITSConfig(
         horizon=4,
@@ -79,18 +82,19 @@ def test_calibration_brings_coverage_to_nominal_on_exchangeable_data():
         freq_downsample=(1,),
     )
     record = nt.train(
-        train,
+        fitted,
         config,
         nt.TrainingConfig(
             max_steps=150,
             batch_size=32,
-            val_size=200,
             val_check_steps=20,
             progress=False,
             devices=1,
+            calibration=None,
         ),
     )
-    calibrated = calibrate(record, train)
+    assert record.intervals == {"method": "raw"}
+    calibrated = calibrate(record, train, calibration_size=test)
     assert calibrated.parent_id == record.id and calibrated.id != record.id
     raw = nt.evaluate(record, frame, test_size=test, step_size=1, levels=(80, 90))
     cal = nt.evaluate(calibrated, frame, test_size=test, step_size=1, levels=(80, 90))
@@ -162,8 +166,8 @@ def test_rolling_offsets_refuse_origins_without_a_full_window():
 
 @pytest.fixture(scope="module")
 def shifted():
-    """Quiet until t = 650, four times noisier afterwards; fitted on t < 500, validated on
-    500..659 (the split calibration windows), tested on 700..999."""
+    """Quiet until t = 650, four times noisier afterwards; fitted on t < 500 (validated on
+    340..499, raw heads), split-calibrated on 500..659, tested on 700..999."""
     quiet = sine_frame(n_series=3, length=1000, noise=0.15, seed=3)
     noisy = sine_frame(n_series=3, length=1000, noise=0.6, seed=4)
     frame = quiet.with_columns(
@@ -171,9 +175,15 @@ def shifted():
     )
     train = drop_last(frame, 340)
     training = nt.TrainingConfig(
-        max_steps=150, batch_size=32, val_size=160, val_check_steps=25, progress=False, devices=1
+        max_steps=150,
+        batch_size=32,
+        val_size=160,
+        val_check_steps=25,
+        progress=False,
+        devices=1,
+        calibration=None,
     )
-    return frame, train, nt.train(train, CONFIG, training)
+    return frame, train, nt.train(drop_last(frame, 500), CONFIG, training)
 
 
 def test_rolling_calibration_tracks_a_variance_shift_where_split_fails(shifted):
@@ -206,16 +216,20 @@ def test_rolling_offsets_in_evaluate_are_causal_and_match_forecast_offsets(shift
     loc, scale = scaler_rows(rolling.scaler, panel)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
     cutoffs = np.arange(800, 997, 7)
-    base = rolling_at_cutoffs(rolling, scaled, cutoffs)
+    base = rolling_at_cutoffs(rolling, panel, scaled, cutoffs)
     t = 849  # a cutoff: changing anything at or after it must not move the forecast made there
     i = int(np.searchsorted(cutoffs, t))
     later = scaled.copy()
     later[:, t:, 0] += 50.0
-    changed = rolling_at_cutoffs(rolling, later, cutoffs)
+    changed = rolling_at_cutoffs(rolling, panel, later, cutoffs)
     np.testing.assert_array_equal(changed[:, : i + 1], base[:, : i + 1])
     assert not np.allclose(changed[:, i + 1 :], base[:, i + 1 :])
     # Cross-validation (and so the backtest) calibrates the same way at every cutoff.
-    cv = nt.cross_validation(rolling, frame, n_windows=len(cutoffs), step_size=7, levels=(80,))
+    # The frame's latest windows gave the record's fixed offsets, so these rows are in its
+    # provenance; the rolling offsets at each cutoff only read windows resolved before it.
+    cv = nt.cross_validation(
+        rolling, frame, n_windows=len(cutoffs), step_size=7, levels=(80,), allow_in_sample=True
+    )
     lo = cv["lo_80"].to_numpy().reshape(3, len(cutoffs), 4)
     expected = base[..., 1] * scale[:, None, None, 0] + loc[:, None, None, 0]
     np.testing.assert_allclose(lo, expected, rtol=1e-6)
@@ -234,13 +248,11 @@ def test_forecast_of_a_rolling_record_uses_the_offsets_evaluate_uses_at_its_orig
     loc, scale = scaler_rows(rolling.scaler, panel)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
     t = 900
-    at_t = rolling_at_cutoffs(rolling, scaled, np.array([t]))[:, 0]  # [series, horizon, q]
+    at_t = rolling_at_cutoffs(rolling, panel, scaled, np.array([t]))[:, 0]  # [series, h, q]
     out = nt.forecast(rolling, drop_last(frame, panel.n_time - t))
     q = out.select([f"q_{q:g}" for q in QUANTILES]).to_numpy().reshape(3, 4, -1)
     expected = at_t * scale[:, None, :1] + loc[:, None, :1]
     np.testing.assert_allclose(q, expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="rolling-calibrated"):
-        nt.StreamingForecaster(rolling, frame)
 
 
 def test_calibrated_records_survive_the_store(shifted, tmp_path):
@@ -254,8 +266,8 @@ def test_calibrated_records_survive_the_store(shifted, tmp_path):
         store.save(calibrated)
         loaded = store.load(calibrated.id)
         assert loaded.extra == calibrated.extra
-        before = nt.evaluate(calibrated, frame, test_size=40, step_size=4)
-        after = nt.evaluate(loaded, frame, test_size=40, step_size=4)
+        before = nt.evaluate(calibrated, frame, test_size=40, step_size=4, allow_in_sample=True)
+        after = nt.evaluate(loaded, frame, test_size=40, step_size=4, allow_in_sample=True)
         assert after == pytest.approx(before)
 
 
@@ -275,13 +287,20 @@ def test_calibration_errors_are_clear(shifted):
         calibrate(record.replace(config=dataclasses.replace(CONFIG, quantiles=(0.5,))), train)
     rolling = calibrate(record, train, method="rolling", window=50, gamma=0.01)
     assert history_needed(rolling) == 24 + 50 + 4 + 50
-    with pytest.raises(ValueError, match="rolling calibration needs 128 rows per series"):
-        latest_offsets(rolling, frame.filter(pl.col("ds") < 100))
-    with pytest.raises(ValueError, match="rolling calibration needs"):
-        calibrate(record, frame.filter(pl.col("ds") < 100), method="rolling", window=50)
-    with pytest.raises(ValueError, match="series too short for rolling calibration"):
-        nt.evaluate(rolling, frame.filter(pl.col("ds") < 200), test_size=100)
-    with pytest.raises(ValueError, match="rolling calibration needs 128 rows before the first"):
-        nt.cross_validation(rolling, frame.filter(pl.col("ds") < 200), n_windows=25)
     with pytest.raises(ValueError, match="not rolling-calibrated"):
         latest_offsets(record, frame)
+
+
+def test_rolling_records_fall_back_to_their_fixed_offsets_without_valid_windows(shifted):
+    # Rows before t = 100 hold too few windows (and all of them were fitted on): the offsets are
+    # the record's fixed ones, in the frame's units.
+    frame, train, record = shifted
+    rolling = calibrate(record, train, method="rolling", window=50, gamma=0.01)
+    short = frame.filter(pl.col("ds") < 100)
+    _, scale = scaler_rows(rolling.scaler, pack(short))
+    fixed = np.asarray(rolling.extra["calibration"]["offsets"])
+    np.testing.assert_allclose(latest_offsets(rolling, short), fixed[None] * scale[:, None, :1])
+    early = frame.filter(pl.col("ds") < 200)
+    with pytest.raises(ValueError, match="evaluate refused: model .* up to 659"):
+        nt.evaluate(rolling, early, test_size=40)
+    assert nt.evaluate(rolling, early, test_size=40, allow_in_sample=True)["in_sample"] is True

@@ -33,13 +33,14 @@ def run(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def wide_frame() -> pl.DataFrame:
-    """Two series side by side, hourly, like an ETT file."""
-    long = sine_frame(n_series=2, length=80)
+def wide_frame(length: int = 80) -> pl.DataFrame:
+    """Two series side by side, hourly, like an ETT file (the first 80 hours are what the
+    ``trained`` model was fitted on)."""
+    long = sine_frame(n_series=2, length=length)
     start = dt.datetime(2024, 1, 1)
     return pl.DataFrame(
         {
-            "date": [start + dt.timedelta(hours=int(t)) for t in range(80)],
+            "date": [start + dt.timedelta(hours=int(t)) for t in range(length)],
             "a": long.filter(pl.col("unique_id") == "s0")["y"],
             "b": long.filter(pl.col("unique_id") == "s1")["y"],
         }
@@ -106,7 +107,7 @@ def test_forecast_writes_csv_on_stdout(trained):
     assert code == 0, err
     printed = pl.read_csv(io.StringIO(out), try_parse_dates=True)
     long = nt.from_wide(wide_frame(), time_col="date", value_cols=["a", "b"])
-    expected = nt.forecast(Store(store).load(model_id), long, levels=(80,))
+    expected = nt.forecast(Store(store).load(model_id), long, levels=(80, 95))
     assert printed.columns == expected.columns
     assert printed["unique_id"].to_list() == expected["unique_id"].to_list()
     assert printed["ds"].to_list() == expected["ds"].to_list()
@@ -141,9 +142,11 @@ def test_forecast_from_a_long_parquet_file(trained, tmp_path):
     assert pl.read_csv(io.StringIO(out)).height == 2 * HORIZON
 
 
-def test_evaluate_prints_and_records_metrics(trained):
-    _, data, store, (_, out, _) = trained
+def test_evaluate_prints_and_records_metrics(trained, tmp_path):
+    _, _, store, (_, out, _) = trained
     model_id = json.loads(out)["model_id"]
+    data = tmp_path / "later.csv"
+    wide_frame(length=80 + 2 * HORIZON).write_csv(data)  # the test part is new to the model
     code, out, err = run(
         "evaluate", "--model-id", model_id, "--data", data, "--time-col", "date",
         "--target", "a,b", "--test-size", 2 * HORIZON, "--store", store,
@@ -152,7 +155,9 @@ def test_evaluate_prints_and_records_metrics(trained):
     metrics = json.loads(out)
     for key in ("mae", "rmse", "mse", "mape", "smape", "r2", "mase", "coverage_80", "width_80"):
         assert isinstance(metrics[key], float)
-    assert metrics["n_points"] == 2 * 2 * HORIZON
+    for key in ("coverage_95", "wql", "crps", "msis", "calibration_0.5"):
+        assert isinstance(metrics[key], float)
+    assert metrics["n_points"] == 2 * 2 * HORIZON and metrics["in_sample"] is False
     code, out, _ = run("status", model_id, "--store", store)
     assert json.loads(out)["evaluation"]["mae"] == metrics["mae"]
 
@@ -251,9 +256,9 @@ def test_store_from_the_environment(trained, tmp_path, monkeypatch):
                 "--time-col",
                 "date",
                 "--levels",
-                "95",
+                "50",
             ],
-            "quantile 0.025",
+            "quantile 0.25",
         ),
         (["status", "{unknown}"], "no model"),
         (["status", "--status", "done"], "invalid choice"),
@@ -330,3 +335,148 @@ def test_demo_prints_its_report(tmp_path):
     code, out, err = run("demo", "--output-dir", tmp_path, "--max-steps", "20")
     assert code == 0, err
     assert out.strip()
+
+
+# -- messy files: missing-value marks, duplicates, gaps ----------------------------------------
+
+NULL_DAYS = (107, 283, 286)  # 2020-04-17, 2020-10-10, 2020-10-13: past polars' type-guess rows
+
+
+def yahoo_csv(path, n_days: int = 320) -> None:
+    """A Yahoo Finance BTC-USD export: daily (weekends too), some rows ``null`` throughout."""
+    start = dt.date(2020, 1, 1)
+    lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for i in range(n_days):
+        day = start + dt.timedelta(days=i)
+        if i in NULL_DAYS:
+            lines.append(f"{day},null,null,null,null,null,null")
+            continue
+        price = 7000 + 500 * np.sin(i / 9) + i
+        prices = ",".join(f"{p:.2f}" for p in (price, price + 50, price - 50, price + 5, price + 5))
+        lines.append(f"{day},{prices},{30_000_000_000 + 1000 * i}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_read_frame_reads_a_yahoo_export_with_null_rows(tmp_path):
+    data = tmp_path / "btc.csv"
+    yahoo_csv(data)
+    close = cli.read_frame(data, time_col="Date", target="Close")
+    assert close.schema["y"] == pl.Float64 and close.height == 320
+    null_days = close.filter(pl.col("y").is_null())["ds"].to_list()
+    assert null_days == [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in NULL_DAYS]
+    assert close["y"][0] == pytest.approx(7005.0)
+    every = cli.read_frame(data, time_col="Date")  # every numeric column, Volume as numbers
+    assert every["unique_id"].unique(maintain_order=True).to_list() == [
+        "Open", "High", "Low", "Close", "Adj Close", "Volume",
+    ]  # fmt: skip
+    assert every.filter(pl.col("unique_id") == "Volume")["y"][1] == 30_000_001_000.0
+
+
+def test_read_frame_reads_fred_and_stooq_exports(tmp_path):
+    fred = tmp_path / "DEXUSEU.csv"
+    fred.write_text("DATE,DEXUSEU\n2020-01-01,.\n2020-01-02,1.1193\n2020-01-03,1.1147\n")
+    rates = cli.read_frame(fred, time_col="DATE")
+    assert rates["unique_id"].to_list() == ["DEXUSEU"] * 3
+    assert rates["y"].to_list() == [None, 1.1193, 1.1147]
+    stooq = tmp_path / "spy_us_d.csv"
+    stooq.write_text(
+        "Date,Open,High,Low,Close,Volume\n2020-01-02,323.5,324.9,322.5,324.9,59151200\n"
+        "2020-01-03,321.2,323.6,321.1,322.4,77709700\n"
+    )
+    close = cli.read_frame(stooq, time_col="Date", target="Close")
+    assert close["y"].to_list() == [324.9, 322.4]
+    assert close.schema["ds"] in (pl.Date, pl.Datetime("us"))
+
+
+def test_read_frame_keeps_text_and_names_what_it_cannot_read(tmp_path):
+    long = tmp_path / "long.csv"
+    long.write_text("unique_id,ds,y,sector\nNA,1,1.5,-\nNA,2,N/A,tech\nNA,3,-,tech\n")
+    frame = cli.read_frame(long)
+    assert frame["unique_id"].to_list() == ["NA"] * 3  # a ticker, not a missing value
+    assert frame["y"].to_list() == [1.5, None, None]
+    assert frame["sector"].to_list() == ["-", "tech", "tech"]  # a text column keeps its text
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("Date,Close\n2020-01-01,1.5\n2020-01-02,1.6,7\n")
+    with pytest.raises(ValueError, match="cannot read .*ragged.csv: found more fields"):
+        cli.read_frame(ragged, time_col="Date")
+    words = tmp_path / "words.csv"
+    words.write_text("Date,Close\n2020-01-01,1.5\n2020-01-02,n.a.\n2020-01-03,1.7\n")
+    with pytest.raises(ValueError, match=r"'Close' has 1 value\(s\) that are neither numbers "):
+        cli.read_frame(words, time_col="Date", target="Close")
+
+
+def test_train_on_a_yahoo_export_takes_one_flag(tmp_path):
+    data = tmp_path / "btc.csv"
+    yahoo_csv(data)
+    store = tmp_path / "store"
+    args = [
+        "train", "--data", data, "--time-col", "Date", "--target", "Close", "--model", "nhits",
+        "--horizon", "5", "--input-size", "20", "--max-steps", "20", "--no-progress",
+        "--store", store,
+    ]  # fmt: skip
+    code, out, err = run(*args)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        "ntjax: error: series 'Close' has 3 missing values in y (first at 2020-04-17, "
+        "2020-10-10, 2020-10-13); pass --missing drop|ffill|interpolate (or "
+        "nt.data.fill_missing(df, method=...))."
+    ]
+    assert Store(store).query() == []  # refused before a record was started
+    code, out, err = run(*args, "--missing", "drop")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "trained" and result["horizon"] == 5
+    assert "dropped 3 rows with missing values (--missing drop)" in err
+    assert "read" in err and "317 rows, 1 series" in err
+
+
+def test_forecast_repairs_duplicates_gaps_and_missing_values_on_request(trained, tmp_path):
+    _, _, store, (_, out, _) = trained
+    model_id = json.loads(out)["model_id"]
+    wide = wide_frame()
+    messy = pl.concat([wide.head(30), wide.slice(29, 1), wide.slice(31)])  # 29 twice, 30 gone
+    messy = messy.with_columns(
+        pl.when(pl.int_range(pl.len()) == 50).then(None).otherwise(pl.col("a")).alias("a")
+    )
+    data = tmp_path / "messy.csv"
+    messy.write_csv(data)
+    base = ["forecast", "--model-id", model_id, "--data", data, "--time-col", "date",
+            "--target", "a,b", "--store", store]  # fmt: skip
+    code, _, err = run(*base)
+    assert code == 1
+    assert (
+        "duplicate (unique_id, ds) rows: series 'a' at 2024-01-02 05:00:00 (2 rows), series 'b' "
+        "at 2024-01-02 05:00:00 (2 rows); they are exact copies"
+    ) in err.strip().splitlines()[-1]
+    code, _, err = run(*base, "--duplicates", "drop")
+    assert code == 1 and "series 'a' has 1 missing value in y (at 2024-01-03 02:00:00)" in err
+    code, out, err = run(
+        *base, "--duplicates", "drop", "--fill-gaps", "interpolate", "--missing", "ffill"
+    )
+    assert code == 0, err
+    assert pl.read_csv(io.StringIO(out)).height == 2 * HORIZON
+    assert "dropped 2 duplicate rows (--duplicates drop)" in err
+    assert "inserted 2 missing timestamps (--fill-gaps interpolate)" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--data", "f.csv", "--horizon", "4"],
+        ["forecast", "--model-id", "m", "--data", "f.csv"],
+        ["evaluate", "--model-id", "m", "--data", "f.csv"],
+        ["optimize", "--data", "f.csv"],
+        ["backtest", "--model", "nhits", "--data", "f.csv"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_every_data_command_takes_the_repair_options(args):
+    parser = cli.build_parser()
+    parsed = parser.parse_args(args)
+    assert (parsed.missing, parsed.duplicates, parsed.fill_gaps) == ("error", "error", None)
+    parsed = parser.parse_args(
+        [*args, "--missing", "interpolate", "--duplicates", "last", "--fill-gaps", "ffill"]
+    )
+    assert (parsed.missing, parsed.duplicates, parsed.fill_gaps) == ("interpolate", "last", "ffill")
+    with pytest.raises(cli.UsageError, match="invalid choice: 'mean'"):
+        parser.parse_args([*args, "--missing", "mean"])

@@ -72,15 +72,17 @@ def test_one_fit_equals_a_forecast_from_each_cutoff():
     record = nt.train(drop_last(frame, holdout), TINY, TRAINING)
     cv = cross_validation(record, frame, n_windows=n_windows, step_size=2, levels=(80,))
     assert cv.columns == [
-        "unique_id", "ds", "cutoff", "y", "y_hat", "q_0.1", "q_0.5", "q_0.9", "lo_80", "hi_80"
+        "unique_id", "ds", "cutoff", "y", "y_hat", "q_0.025", "q_0.1", "q_0.5", "q_0.9",
+        "q_0.975", "lo_80", "hi_80", "in_sample",
     ]  # fmt: skip
+    assert not cv["in_sample"].any()
     assert cv.height == 2 * n_windows * horizon
     cutoffs = cv["cutoff"].unique().sort().to_list()
     assert len(cutoffs) == n_windows
     for cutoff in cutoffs:
         history = frame.filter(pl.col("ds") <= cutoff)
         expected = nt.forecast(record, history, levels=(80,))
-        got = cv.filter(pl.col("cutoff") == cutoff).drop("cutoff", "y")
+        got = cv.filter(pl.col("cutoff") == cutoff).drop("cutoff", "y", "in_sample")
         assert got["ds"].to_list() == expected["ds"].to_list()
         assert got["unique_id"].to_list() == expected["unique_id"].to_list()
         np.testing.assert_allclose(
@@ -101,4 +103,4 @@ def test_cross_validation_rejects_bad_requests():
     with pytest.raises(ValueError, match="refit"):
         cross_validation(TINY, frame, n_windows=2, refit=0, training=TRAINING)
     with pytest.raises(ValueError, match="quantile"):
-        cross_validation(TINY, frame, n_windows=2, training=TRAINING, levels=(95,))
+        cross_validation(TINY, frame, n_windows=2, training=TRAINING, levels=(50,))

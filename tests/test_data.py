@@ -60,17 +60,17 @@ BAD_INPUTS = {
     "nan_y": (
         pl.DataFrame({"unique_id": ["a", "a", "b"], "ds": [0, 1, 0], "y": [1.0, float("nan"), 2]}),
         {},
-        "NaN or infinite values in series 'a'",
+        "series 'a' has 1 missing value in y (at 1); pass --missing",
     ),
     "inf_y": (
         pl.DataFrame({"unique_id": ["b", "b"], "ds": [0, 1], "y": [1.0, float("inf")]}),
         {},
-        "series 'b'",
+        "series 'b' has 1 infinite value in y (at 1)",
     ),
     "duplicate": (
         pl.DataFrame({"unique_id": ["a", "a", "c", "c"], "ds": [0, 1, 5, 5], "y": [1.0, 2, 3, 4]}),
         {},
-        "duplicate (unique_id, ds) rows in series 'c'",
+        "duplicate (unique_id, ds) rows: series 'c' at 5 (2 rows, values differ)",
     ),
     "unsorted": (
         pl.DataFrame({"unique_id": ["a", "a", "a"], "ds": [0, 2, 1], "y": [1.0, 2, 3]}),

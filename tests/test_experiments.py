@@ -121,6 +121,7 @@ def test_calibration_experiment_runs_on_a_shrunken_config(tmp_path):
         "split",
         "rolling (gamma 0)",
         "rolling (gamma 0.005)",
+        "default (calibration tail)",
     ]
     assert all(r["n_windows"] == 120 - 24 + 1 for r in rows)
     assert (tmp_path / "calibration.md").exists()

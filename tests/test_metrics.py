@@ -92,6 +92,242 @@ def test_forecast_metrics_bundle():
     assert out["n_points"] == 6
 
 
+# --- probabilistic scores: independent references --------------------------------------------
+
+
+def _pinball(y, y_hat, q):
+    """Quantile loss of one point, by cases."""
+    return q * (y - y_hat) if y >= y_hat else (1 - q) * (y_hat - y)
+
+
+def _wql(y, preds, quantiles):
+    """GluonTS mean_wQuantileLoss over flat lists of points (preds: one list per point)."""
+    denominator = sum(abs(a) for a in y)
+    losses = []
+    for i, q in enumerate(quantiles):
+        numerator = sum(
+            abs((p[i] - a) * ((1.0 if a <= p[i] else 0.0) - q))
+            for a, p in zip(y, preds, strict=True)
+        )
+        losses.append(2 * numerator / denominator)
+    return sum(losses) / len(losses)
+
+
+def _crps(y, preds, quantiles):
+    """utilsforecast scaled_crps, one series at a time, then the mean of the scored series."""
+    scores = []
+    for ys, ps in zip(y, preds, strict=True):
+        numerator = sum(
+            sum(_pinball(a, p[i], q) for i, q in enumerate(quantiles)) / len(quantiles)
+            for a, p in zip(ys, ps, strict=True)
+        )
+        denominator = sum(abs(a) for a in ys)
+        if denominator > 0:
+            scores.append(2 * numerator / denominator)
+    return sum(scores) / len(scores)
+
+
+def _msis(y, lower, upper, scale, alpha):
+    per_series = []
+    for ys, ls, us, s in zip(y, lower, upper, scale, strict=True):
+        total = 0.0
+        for a, lo, hi in zip(ys, ls, us, strict=True):
+            total += hi - lo
+            if a < lo:
+                total += 2 / alpha * (lo - a)
+            if a > hi:
+                total += 2 / alpha * (a - hi)
+        per_series.append(total / len(ys) / s)
+    return sum(per_series) / len(per_series)
+
+
+def _quantile_case(n_series, n_points, quantiles, seed):
+    """y [n_series, n_points] and sorted quantile predictions [n_series, n_points, n_quantiles]."""
+    rng = np.random.default_rng(seed)
+    y = 10 + 3 * rng.normal(size=(n_series, n_points))
+    centre = y + rng.normal(size=(n_series, n_points))
+    spread = np.sort(rng.normal(size=(n_series, n_points, len(quantiles))), axis=-1)
+    return y, centre[..., None] + 2 * spread
+
+
+def _flat(y, preds):
+    return np.ravel(y).tolist(), np.reshape(preds, (-1, preds.shape[-1])).tolist()
+
+
+QUANTILE_SETS = pytest.mark.parametrize(
+    "quantiles",
+    [(0.5,), (0.1, 0.5, 0.9), (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)],
+    ids=["median", "deciles", "seven"],
+)
+
+
+@QUANTILE_SETS
+def test_wql_matches_a_loop(quantiles):
+    y, preds = _quantile_case(3, 8, quantiles, seed=1)
+    expected = _wql(*_flat(y, preds), quantiles)
+    assert metrics.wql(y, preds, quantiles=quantiles) == pytest.approx(expected, rel=1e-12)
+    # float32 jax arrays are accepted too.
+    got = metrics.wql(jnp.asarray(y), jnp.asarray(preds), quantiles=quantiles)
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_wql_by_hand():
+    # q=0.1: 0.1*1 + 0.1*1; q=0.5: 0 + 0.5*1; q=0.9: 0.1*1 + 0.1*2; sum|y| = 4.
+    y = [1.0, 3.0]
+    preds = [[0.0, 1.0, 2.0], [2.0, 4.0, 5.0]]
+    expected = (2 * 0.2 / 4 + 2 * 0.5 / 4 + 2 * 0.3 / 4) / 3
+    assert metrics.wql(y, preds, quantiles=(0.1, 0.5, 0.9)) == pytest.approx(expected)
+    assert metrics.wql(y, [[1.0] * 3, [3.0] * 3], quantiles=(0.1, 0.5, 0.9)) == 0.0
+    assert math.isnan(metrics.wql([0.0, 0.0], preds, quantiles=(0.1, 0.5, 0.9)))
+
+
+def test_quantile_scores_reject_bad_shapes_and_levels():
+    with pytest.raises(ValueError, match="shape"):
+        metrics.wql([1.0, 2.0], [[1.0, 2.0], [1.0, 2.0]], quantiles=(0.1, 0.5, 0.9))
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        metrics.wql([1.0], [[1.0]], quantiles=(1.0,))
+
+
+@QUANTILE_SETS
+def test_crps_matches_a_loop_per_series(quantiles):
+    y, preds = _quantile_case(4, 6, quantiles, seed=2)
+    expected = _crps(y.tolist(), preds.tolist(), quantiles)
+    assert metrics.crps(y, preds, quantiles=quantiles) == pytest.approx(expected, rel=1e-12)
+    # Extra axes after the series axis (cutoffs, steps) pool into the series.
+    got = metrics.crps(y.reshape(4, 2, 3), preds.reshape(4, 2, 3, -1), quantiles=quantiles)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # One series: the scaled CRPS is the weighted quantile loss.
+    single = metrics.crps(y[:1], preds[:1], quantiles=quantiles)
+    assert single == pytest.approx(metrics.wql(y[:1], preds[:1], quantiles=quantiles), rel=1e-12)
+
+
+def test_crps_skips_series_without_scale():
+    quantiles = (0.1, 0.5, 0.9)
+    y, preds = _quantile_case(3, 5, quantiles, seed=3)
+    y[1] = 0.0
+    expected = _crps(y.tolist(), preds.tolist(), quantiles)  # the loop leaves series 1 out
+    assert metrics.crps(y, preds, quantiles=quantiles) == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(metrics.crps(np.zeros_like(y), preds, quantiles=quantiles))
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2], ids=["95pct", "80pct"])
+def test_msis_matches_a_loop(alpha):
+    y, bounds = _quantile_case(3, 10, (alpha / 2, 1 - alpha / 2), seed=4)
+    lower, upper = bounds[..., 0], bounds[..., 1]
+    assert (y < lower).any() and (y > upper).any()  # both penalties are exercised
+    scale = [0.5, 2.0, 1.5]
+    expected = _msis(y.tolist(), lower.tolist(), upper.tolist(), scale, alpha)
+    got = metrics.msis(y, lower, upper, scale=scale, alpha=alpha)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_msis_by_hand():
+    # alpha 0.5: penalty 2 / 0.5 = 4. Series 0: y below L (6 + 4*1), inside (6), above U
+    # (6 + 4*2): mean 10, scale 2. Series 1: y on L counts inside: width 1, scale 0.5.
+    y = [[1.0, 5.0, 10.0], [3.0, 3.0, 3.0]]
+    lower = [[2.0, 2.0, 2.0], [3.0, 3.0, 3.0]]
+    upper = [[8.0, 8.0, 8.0], [4.0, 4.0, 4.0]]
+    got = metrics.msis(y, lower, upper, scale=[2.0, 0.5], alpha=0.5)
+    assert got == pytest.approx((10 / 2 + 1 / 0.5) / 2)
+    assert math.isnan(metrics.msis(y, lower, upper, scale=[2.0, 0.0], alpha=0.5))
+    with pytest.raises(ValueError, match="alpha"):
+        metrics.msis(y, lower, upper, scale=[2.0, 0.5], alpha=1.5)
+    with pytest.raises(ValueError, match="series"):
+        metrics.msis(y, lower, upper, scale=[2.0, 0.5, 1.0])
+
+
+def test_quantile_calibration_counts_y_at_or_below_each_quantile():
+    y = np.arange(10.0)  # 0..9
+    preds = np.broadcast_to([0.0, 4.5, 8.0], (10, 3))  # ties count as below
+    got = metrics.quantile_calibration(y, preds, quantiles=(0.1, 0.5, 0.9))
+    assert got == {0.1: pytest.approx(0.1), 0.5: pytest.approx(0.5), 0.9: pytest.approx(0.9)}
+    out = metrics.forecast_metrics(
+        y[None],
+        preds[None, :, 1],
+        mase_scale=[1.0],
+        quantile_preds=preds[None],
+        quantiles=(0.1, 0.5, 0.9),
+    )
+    assert [out[f"calibration_{q}"] for q in (0.1, 0.5, 0.9)] == pytest.approx([0.1, 0.5, 0.9])
+
+
+def test_quantile_calibration_of_the_true_quantiles_is_near_nominal():
+    quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+    y = np.random.default_rng(5).normal(size=20_000)
+    true = [statistics.NormalDist().inv_cdf(q) for q in quantiles]
+    preds = np.broadcast_to(true, (y.size, len(quantiles)))
+    got = metrics.quantile_calibration(y, preds, quantiles=quantiles)
+    assert list(got) == list(quantiles)
+    for q in quantiles:  # 4 standard errors of a binomial share at n = 20000
+        assert abs(got[q] - q) < 4 * math.sqrt(q * (1 - q) / y.size)
+
+
+@pytest.mark.parametrize(
+    ("quantiles", "has_msis"),
+    [((0.025, 0.1, 0.5, 0.9, 0.975), True), ((0.1, 0.5, 0.9), False)],
+    ids=["with_95pct", "without_95pct"],
+)
+def test_forecast_metrics_with_quantiles(quantiles, has_msis):
+    y, preds = _quantile_case(3, 8, quantiles, seed=6)
+    y, preds = y.reshape(3, 2, 4), preds.reshape(3, 2, 4, -1)
+    y_hat = preds[..., quantiles.index(0.5)]
+    scale = [0.8, 1.2, 2.0]
+    plain = metrics.forecast_metrics(y, y_hat, mase_scale=scale)
+    out = metrics.forecast_metrics(
+        y, y_hat, mase_scale=scale, quantile_preds=preds, quantiles=quantiles
+    )
+    assert plain.items() <= out.items()  # the point metrics are unchanged
+    assert list(out)[-1] == "n_points"
+    assert out["wql"] == pytest.approx(_wql(*_flat(y, preds), quantiles), rel=1e-12)
+    flat_y, flat_preds = y.reshape(3, -1).tolist(), preds.reshape(3, 8, -1).tolist()
+    assert out["crps"] == pytest.approx(_crps(flat_y, flat_preds, quantiles), rel=1e-12)
+    assert ("msis" in out) == has_msis
+    if has_msis:
+        lower = preds[..., 0].reshape(3, -1).tolist()
+        upper = preds[..., -1].reshape(3, -1).tolist()
+        assert out["msis"] == pytest.approx(_msis(flat_y, lower, upper, scale, 0.05), rel=1e-12)
+    calibration = metrics.quantile_calibration(y, preds, quantiles=quantiles)
+    for q in quantiles:
+        assert out[f"calibration_{q:g}"] == calibration[q]
+    assert "calibration_0.1" in out
+    with pytest.raises(ValueError, match="together"):
+        metrics.forecast_metrics(y, y_hat, mase_scale=scale, quantiles=quantiles)
+
+
+def test_forecast_metrics_by_horizon_matches_each_step():
+    quantiles = (0.025, 0.5, 0.975)
+    y, preds = _quantile_case(3, 10, quantiles, seed=7)
+    y, preds = y.reshape(3, 2, 5), preds.reshape(3, 2, 5, -1)
+    y_hat = preds[..., 1]
+    lower, upper = y_hat - 1.0, y_hat + 1.0
+    scale = [0.8, 1.2, 2.0]
+    rows = metrics.forecast_metrics_by_horizon(
+        y,
+        y_hat,
+        mase_scale=scale,
+        intervals={80: (lower, upper)},
+        quantile_preds=preds,
+        quantiles=quantiles,
+    )
+    assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]
+    for h, row in enumerate(rows):
+        step = metrics.forecast_metrics(
+            y[:, :, h],
+            y_hat[:, :, h],
+            mase_scale=scale,
+            intervals={80: (lower[:, :, h], upper[:, :, h])},
+            quantile_preds=preds[:, :, h],
+            quantiles=quantiles,
+        )
+        assert row == {"step": h + 1, **step}
+        errors = [abs(y[s, c, h] - y_hat[s, c, h]) for s in range(3) for c in range(2)]
+        assert row["mae"] == pytest.approx(sum(errors) / 6, rel=1e-12)
+        assert row["n_points"] == 6
+        assert {"wql", "crps", "msis", "coverage_80", "calibration_0.975"} <= row.keys()
+    with pytest.raises(ValueError, match="n_cutoffs"):
+        metrics.forecast_metrics_by_horizon(y[:, 0], y_hat[:, 0], mase_scale=scale)
+
+
 # --- trading metrics: independent references ------------------------------------------------------
 
 

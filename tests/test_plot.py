@@ -20,7 +20,7 @@ def record():
     training = nt.TrainingConfig(
         max_steps=20, batch_size=16, val_size=12, val_check_steps=10, progress=False, devices=1
     )
-    return nt.train(sine_frame(), CONFIG, training)
+    return nt.train(sine_frame().filter(pl.col("ds") < 188), CONFIG, training)
 
 
 def test_forecast_fan_writes_a_png(record, tmp_path):
@@ -41,11 +41,14 @@ def test_loss_curves_write_a_png(record, tmp_path):
 
 
 def test_calibration_curve_from_an_evaluate_result(record, tmp_path):
-    result = nt.evaluate(record, sine_frame(), test_size=12)
+    result = nt.evaluate(record, sine_frame(), test_size=12)  # the last 12 rows are new
     fig = plot.calibration_curve(result)
     fig.savefig(tmp_path / "calibration.png")
     empirical = fig.axes[0].lines[1]
-    assert list(empirical.get_xdata()) == [80.0]
-    assert list(empirical.get_ydata()) == [pytest.approx(100 * result["coverage_80"])]
+    assert list(empirical.get_xdata()) == [80.0, 95.0]
+    assert list(empirical.get_ydata()) == [
+        pytest.approx(100 * result["coverage_80"]),
+        pytest.approx(100 * result["coverage_95"]),
+    ]
     with pytest.raises(ValueError, match="no coverage"):
         plot.calibration_curve({"mae": 1.0})

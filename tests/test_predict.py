@@ -100,7 +100,11 @@ def test_levels_outside_the_quantiles_get_a_clear_error(record):
 def test_level_quantiles_and_supported_levels():
     assert level_quantiles(80) == pytest.approx((0.1, 0.9))
     assert supported_levels(CONFIG) == (80, 95)
-    assert supported_levels(nt.NHITSConfig(horizon=2, input_size=4)) == (80,)
+    # The default quantiles bound the 80% and 95% intervals.
+    assert supported_levels(nt.NHITSConfig(horizon=2, input_size=4)) == (80, 95)
+    assert supported_levels(nt.NHITSConfig(horizon=2, input_size=4, quantiles=(0.1, 0.5, 0.9))) == (
+        80,
+    )
 
 
 def test_short_history_is_refused(record):

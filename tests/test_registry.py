@@ -79,7 +79,7 @@ def test_summary_and_parameter_count():
     assert record.n_params == 8
     summary = record.summary()
     assert summary["id"] == record.id and summary["n_params"] == 8
-    assert summary["horizon"] == 4 and summary["quantiles"] == [0.1, 0.5, 0.9]
+    assert summary["horizon"] == 4 and summary["quantiles"] == [0.025, 0.1, 0.5, 0.9, 0.975]
     assert summary["metrics"] == {"mae": 1.5}
     assert "params" not in summary
 

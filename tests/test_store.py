@@ -262,9 +262,9 @@ def test_unknown_model_is_a_clear_error(store):
 def test_query_filters_and_orders(source, store):
     _, record, _ = source
     a, b, c = copies(store, record, 3)
-    store.record_evaluation(a.id, {"mae": 3.0})
-    store.record_evaluation(b.id, {"mae": 1.0})
-    store.record_evaluation(c.id, {"mae": 2.0})
+    store.record_evaluation(a.id, {"mae": 3.0, "in_sample": False})
+    store.record_evaluation(b.id, {"mae": 1.0, "in_sample": False})
+    store.record_evaluation(c.id, {"mae": 2.0, "in_sample": False})
     assert [r["id"] for r in store.query()] == [c.id, b.id, a.id]  # newest first
     assert [r["id"] for r in store.query(metric="mae")] == [b.id, c.id, a.id]
     assert [r["id"] for r in store.query(metric="mae", descending=True, limit=1)] == [a.id]

@@ -55,7 +55,9 @@ def test_train_step_is_traced_once_across_runs_and_refits(sines, monkeypatch):
     )
     train_module._programs.cache_clear()
     try:
-        training = _training(max_steps=25, val_size=12, val_check_steps=5)
+        # No calibration tail: its size follows the data's length, which would move the count
+        # of training windows across a table bucket here.
+        training = _training(max_steps=25, val_size=12, val_check_steps=5, calibration=None)
         record = nt.train(sines, TINY, training)
         assert record.metrics["steps"] == 25
         # Another seed and slightly longer data (a refit): same compiled step, no new trace.
@@ -82,7 +84,7 @@ def test_tiny_series_is_fitted_almost_exactly():
         _training(max_steps=400, batch_size=32, val_check_steps=100),
         nt.OptimizerConfig(learning_rate=3e-3),
     )
-    result = nt.evaluate(record, frame, test_size=12)
+    result = nt.evaluate(record, frame, test_size=12, allow_in_sample=True)  # fits its data
     amplitude = 1.0
     assert result["mae"] < 0.05 * amplitude
 

@@ -6,7 +6,7 @@ exogenous columns. Series may be interleaved; within a series ``ds`` must strict
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +48,10 @@ def validate(
 
     Raises:
       ValueError: one sentence naming the problem and the offending series, for missing columns,
-        non-numeric or NaN/inf values, duplicate ``(unique_id, ds)``, unsorted time, or a series
-        shorter than ``min_length`` (``length_reason`` says why in the message).
+        non-numeric values, missing (null or NaN) values in ``y`` or ``exog`` (with their count
+        and first dates), infinite values, duplicate ``(unique_id, ds)`` (with the first
+        duplicated timestamps), unsorted time, or a series shorter than ``min_length``
+        (``length_reason`` says why in the message).
     """
     return validate_runs(
         df, exog=exog, min_length=min_length, length_reason=length_reason, require_y=require_y
@@ -78,20 +80,7 @@ def validate_runs(
     if frame.height == 0:
         raise ValueError("the frame has no rows.")
     schema = frame.schema
-    casts: list[pl.Expr] = []
-    if schema["unique_id"] != pl.String:
-        casts.append(pl.col("unique_id").cast(pl.String))
-    ds_type = schema["ds"]
-    if ds_type == pl.Date:
-        casts.append(pl.col("ds").cast(pl.Datetime("us")))
-    elif isinstance(ds_type, pl.Datetime):
-        if ds_type.time_zone is not None or ds_type.time_unit != "us":
-            casts.append(pl.col("ds").dt.replace_time_zone(None).dt.cast_time_unit("us"))
-    elif ds_type.is_integer():
-        if ds_type != pl.Int64:
-            casts.append(pl.col("ds").cast(pl.Int64))
-    else:
-        raise ValueError(f"ds must be a datetime, date or integer column, got {ds_type}.")
+    casts = _key_casts(schema)
     value_cols = [c for c in (("y",) if require_y else ()) + tuple(exog)]
     for col in value_cols:
         dtype = schema[col]
@@ -111,14 +100,17 @@ def validate_runs(
     for col in value_cols:
         values = frame[col].to_numpy()  # nulls become NaN
         if not np.isfinite(values).all():
+            missing = missing_values_message(frame, value_cols)
+            if missing is not None:
+                raise ValueError(missing)
+            infinite = _value_message(frame, value_cols, _infinite, "infinite")
             raise ValueError(
-                f"column {col!r} has null, NaN or infinite values in series "
-                f"{runs.names(~np.isfinite(values))}."
+                f"{infinite}; infinite values are not treated as missing: replace or remove them."
             )
     step = runs.steps(datetime_to_us(frame["ds"]))
     if step.min() <= 0:
         if (step == 0).any():
-            raise ValueError(f"duplicate (unique_id, ds) rows in series {runs.names(step == 0)}.")
+            raise ValueError(duplicates_message(frame))
         raise ValueError(
             f"ds is not increasing within series {runs.names(step < 0)}; sort each series by time."
         )
@@ -127,6 +119,152 @@ def validate_runs(
         names = ", ".join(f"{runs.ids[i]!r} ({runs.lengths[i]} rows)" for i in short)
         raise ValueError(f"series shorter than {length_reason} = {min_length}: {names}.")
     return frame, runs
+
+
+def _key_casts(schema: pl.Schema) -> list[pl.Expr]:
+    """Casts that bring ``unique_id`` to String and ``ds`` to Int64 or Datetime("us") (time zone
+    dropped, wall time kept)."""
+    casts: list[pl.Expr] = []
+    if schema["unique_id"] != pl.String:
+        casts.append(pl.col("unique_id").cast(pl.String))
+    ds_type = schema["ds"]
+    if ds_type == pl.Date:
+        casts.append(pl.col("ds").cast(pl.Datetime("us")))
+    elif isinstance(ds_type, pl.Datetime):
+        if ds_type.time_zone is not None or ds_type.time_unit != "us":
+            casts.append(pl.col("ds").dt.replace_time_zone(None).dt.cast_time_unit("us"))
+    elif ds_type.is_integer():
+        if ds_type != pl.Int64:
+            casts.append(pl.col("ds").cast(pl.Int64))
+    else:
+        raise ValueError(f"ds must be a datetime, date or integer column, got {ds_type}.")
+    return casts
+
+
+def normalise_keys(df: Any) -> pl.DataFrame:
+    """``unique_id`` as String and ``ds`` as Int64 or Datetime("us"), as ``validate`` leaves
+    them, without validate's checks of the values (for frames that still have missing values,
+    duplicates or gaps to repair)."""
+    frame = to_polars(df)
+    missing = [c for c in ("unique_id", "ds") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; a long frame needs unique_id, ds, y.")
+    casts = _key_casts(frame.schema)
+    if casts:
+        frame = frame.with_columns(casts)
+    if frame["unique_id"].null_count() or frame["ds"].null_count():
+        raise ValueError("unique_id and ds must not contain nulls.")
+    return frame
+
+
+# -- messages that name the offending rows (built only when a check has failed) ----------------
+
+_SHOWN_STAMPS = 3  # timestamps shown per series in a message
+_SHOWN_ITEMS = 3  # series (or keys) shown in a message
+MISSING_HINT = "pass --missing drop|ffill|interpolate (or nt.data.fill_missing(df, method=...))"
+
+
+def format_stamps(values: pl.Series, ds: pl.Series) -> list[str]:
+    """``values`` (taken from ``ds``) as text: integers as they are; datetimes as dates when
+    every stamp of ``ds`` is at midnight, else as date and time."""
+    if values.dtype.is_integer():
+        return [str(v) for v in values.to_list()]
+    if values.dtype == pl.Date:
+        return [v.isoformat() for v in values.to_list()]
+    dates_only = bool((datetime_to_us(ds) % _US["d"] == 0).all())
+    return [v.date().isoformat() if dates_only else str(v) for v in values.to_list()]
+
+
+def is_missing(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Null, or NaN in a float column: what counts as a missing value."""
+    missing = pl.col(column).is_null()
+    return missing | pl.col(column).is_nan() if dtype.is_float() else missing
+
+
+def _value_message(
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    flag: Callable[[str, pl.DataType], pl.Expr],
+    noun: str,
+) -> str | None:
+    """Names, per series and column, the rows where ``flag(column, dtype)`` holds, e.g.
+    ``series 'a' has 2 missing values in y (first at 1, 4)``; None when it holds nowhere.
+    ``frame`` is in time order within each series, so "first" is the earliest."""
+    parts: list[str] = []
+    more = 0
+    for col in columns:
+        flagged = frame.filter(flag(col, frame.schema[col]))
+        if flagged.height == 0:
+            continue
+        table = flagged.group_by("unique_id", maintain_order=True).agg(
+            pl.len().alias("count"), pl.col("ds").head(_SHOWN_STAMPS)
+        )
+        for uid, count, stamps in table.iter_rows():
+            if len(parts) == _SHOWN_ITEMS:
+                more += 1
+                continue
+            shown = format_stamps(pl.Series(stamps, dtype=frame["ds"].dtype), frame["ds"])
+            parts.append(
+                f"series {uid!r} has {count} {noun} value{'s' if count > 1 else ''} in {col} "
+                f"({'at' if count == 1 else 'first at'} {', '.join(shown)})"
+            )
+    if not parts:
+        return None
+    if more:
+        parts.append(f"and {more} more series or columns")
+    return ", ".join(parts)
+
+
+def missing_values_message(frame: pl.DataFrame, columns: Sequence[str]) -> str | None:
+    """The sentence naming missing (null or NaN) values of ``columns``: the series, the count
+    and the first dates, then how to handle them; None when there are none. ``frame`` has
+    ``unique_id`` and ``ds`` and is in time order within each series."""
+    found = _value_message(frame, columns, is_missing, "missing")
+    return None if found is None else f"{found}; {MISSING_HINT}."
+
+
+def _infinite(column: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(column).is_infinite() if dtype.is_float() else pl.lit(False)
+
+
+def duplicates_message(frame: pl.DataFrame, *, conflicting_only: bool = False) -> str:
+    """The sentence naming the first duplicated ``(unique_id, ds)`` keys, how many rows each
+    has and whether they differ, then how to handle them. With ``conflicting_only``, only the
+    keys whose rows differ in some column are named."""
+    keys = ["unique_id", "ds"]
+    counts = (
+        frame.group_by(keys, maintain_order=True)
+        .agg(pl.len().alias("rows"))
+        .filter(pl.col("rows") > 1)
+    )
+    distinct = frame.unique(maintain_order=True).group_by(keys).agg(pl.len().alias("distinct"))
+    table = counts.join(distinct, on=keys, how="left", maintain_order="left")
+    if conflicting_only:
+        table = table.filter(pl.col("distinct") > 1)
+    stamps = format_stamps(table["ds"].head(_SHOWN_ITEMS), frame["ds"])
+    parts = [
+        f"series {uid!r} at {stamp} ({rows} rows{', values differ' if distinct > 1 else ''})"
+        for (uid, _, rows, distinct), stamp in zip(
+            table.head(_SHOWN_ITEMS).iter_rows(), stamps, strict=True
+        )
+    ]
+    if table.height > _SHOWN_ITEMS:
+        parts.append(f"and {table.height - _SHOWN_ITEMS} more")
+    keep_hint = (
+        "keep one of each with --duplicates first|last "
+        "(or nt.data.drop_duplicates(df, keep='first'|'last'))"
+    )
+    if conflicting_only:
+        return (
+            "conflicting duplicate (unique_id, ds) rows (same key, different values): "
+            f"{', '.join(parts)}; {keep_hint}, or fix the data."
+        )
+    if (table["distinct"] > 1).any():
+        return f"duplicate (unique_id, ds) rows: {', '.join(parts)}; {keep_hint}."
+    return (
+        f"duplicate (unique_id, ds) rows: {', '.join(parts)}; they are exact copies: drop "
+        "exact duplicate rows with --duplicates drop (or nt.data.drop_duplicates(df))."
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,6 +316,51 @@ class SeriesRuns:
         return ", ".join(repr(self.ids[i]) for i in flagged)
 
 
+MISSING_TOKENS = frozenset(
+    ["", "null", "none", "nil", "na", "n/a", "nan", "-nan", "#n/a", "#na", "#n/a n/a"]
+    + [".", "-", "--", "?"]  # FRED's ".", and marks some exports use for "no value"
+)
+"""Text read as a missing value (compared stripped and lower-cased) in a column whose other
+values are numbers. Only such columns are converted, so a text column (a ticker ``NA``, a
+label ``-``) keeps its values."""
+
+
+def _parse_numbers(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Float64 values of a text column (missing-value tokens become null) and a mask of the
+    values that are neither numbers nor tokens."""
+    stripped = text.str.strip_chars()
+    token = stripped.is_null() | stripped.str.to_lowercase().is_in(list(MISSING_TOKENS))
+    numbers = stripped.cast(pl.Float64, strict=False)
+    values = pl.select(pl.when(token).then(None).otherwise(numbers)).to_series().alias(text.name)
+    return values, numbers.is_null() & ~token
+
+
+def coerce_numeric(df: Any, *, exclude: Sequence[str] = ("unique_id", "ds")) -> pl.DataFrame:
+    """Turns text columns that hold numbers and missing-value marks into Float64 columns.
+
+    A CSV column with a ``null``, ``NA``, ``N/A``, ``NaN``, ``.`` (FRED), ``-`` or empty cell
+    among its numbers is read as text; this reads it as numbers with those cells null (see
+    ``MISSING_TOKENS``). A text column with any other non-number (or with no number at all)
+    is left as it is.
+
+    Args:
+      df: polars or pandas frame.
+      exclude: columns never converted (ids, time stamps).
+
+    Returns:
+      The frame with those columns as Float64.
+    """
+    frame = to_polars(df)
+    converted = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String or name in exclude:
+            continue
+        values, not_numbers = _parse_numbers(frame[name])
+        if not not_numbers.any() and values.null_count() < len(values):
+            converted.append(values)
+    return frame.with_columns(converted) if converted else frame
+
+
 def from_wide(
     df: Any,
     *,
@@ -194,7 +377,13 @@ def from_wide(
       id_prefix: prepended to each column name to form ``unique_id``.
 
     Returns:
-      ``unique_id, ds, y`` with series in ``value_cols`` order, each sorted by time.
+      ``unique_id, ds, y`` with series in ``value_cols`` order, each sorted by time. A text
+      value column is read as numbers with ``MISSING_TOKENS`` as nulls (``y`` may then have
+      missing values: see ``fill_missing``).
+
+    Raises:
+      ValueError: for an absent column, a time stamp that is not a date, or a value that is
+        neither a number nor a missing-value mark (naming the first one and its row).
     """
     frame = to_polars(df)
     if time_col not in frame.columns:
@@ -212,12 +401,23 @@ def from_wide(
     if ds.dtype == pl.String:
         ds = ds.str.to_datetime(strict=False)
         if ds.null_count():
-            raise ValueError(f"time column {time_col!r} has values that are not dates.")
+            bad = np.flatnonzero(ds.is_null().to_numpy())
+            raise ValueError(
+                f"time column {time_col!r} has {len(bad)} value(s) that are not dates (first "
+                f"{frame[time_col][int(bad[0])]!r} in data row {int(bad[0]) + 1})."
+            )
     parts = []
     for col in value_cols:
         y = frame[col]
         if y.dtype == pl.String:
-            y = y.cast(pl.Float64, strict=False)
+            y, not_numbers = _parse_numbers(y)
+            if not_numbers.any():
+                bad = np.flatnonzero(not_numbers.to_numpy())
+                raise ValueError(
+                    f"value column {col!r} has {len(bad)} value(s) that are neither numbers nor "
+                    f"missing-value marks (first {frame[col][int(bad[0])]!r} in data row "
+                    f"{int(bad[0]) + 1})."
+                )
         parts.append(
             pl.DataFrame(
                 {
