@@ -37,7 +37,7 @@ from ntjax.crossval import cross_validation
 from ntjax.data.frame import to_polars, validate
 from ntjax.data.windows import pack
 from ntjax.models import make_config
-from ntjax.predict import quantile_columns
+from ntjax.predict.inputs import quantile_columns
 from ntjax.registry import ModelRecord
 
 if TYPE_CHECKING:

@@ -327,6 +327,10 @@ def config_from_dict(data: dict[str, Any], table: dict[str, type[ModelConfig]]) 
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown fields for {kind}: {sorted(unknown)}.")
+    if "members" in data:  # an ensemble's member configs, kinds from the same table
+        data["members"] = tuple(
+            config_from_dict(m, table) if isinstance(m, dict) else m for m in data["members"]
+        )
     return cls(**data)
 
 

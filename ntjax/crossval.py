@@ -18,11 +18,12 @@ import polars as pl
 from ntjax import provenance
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.frame import validate
-from ntjax.data.scalers import transform
+from ntjax.data.scalers import inverse
 from ntjax.data.windows import Panel, channels, pack
-from ntjax.evaluate import actuals_at_cutoffs, predict_at_cutoffs
-from ntjax.predict import level_quantiles, prediction_columns, quantile_index, scaler_rows
-from ntjax.registry import ModelRecord
+from ntjax.predict.batch import actuals_at_cutoffs
+from ntjax.predict.cutoffs import predict_at_cutoffs
+from ntjax.predict.inputs import level_quantiles, prediction_columns, quantile_index, scaled_values
+from ntjax.record import ModelRecord
 from ntjax.train import fit
 
 
@@ -133,10 +134,9 @@ def cross_validation(
             model.trained_on, panel, embargo=embargo, strict=not allow_in_sample
         )
         flags.append(times[None, start : start + len(block)] <= bound[:, None, None])
-        loc, scale = scaler_rows(model.scaler, panel, fit_upto=int(block[0]))
-        scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
+        loc, scale, scaled = scaled_values(model.scaler, panel, fit_upto=int(block[0]))
         predictions = predict_at_cutoffs(model, scaled, block, key=key, panel=panel)
-        blocks.append(predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0])
+        blocks.append(inverse(predictions, loc[:, 0], scale[:, 0]))
     predictions = np.concatenate(blocks, axis=1)  # [series, cutoff, horizon, quantile]
     in_sample = np.concatenate(flags, axis=1)  # [series, cutoff, horizon]
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)

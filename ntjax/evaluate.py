@@ -6,109 +6,22 @@ before its cutoff only, all windows predicted in large batches on the device.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
 from ntjax import provenance
-from ntjax._compile import family_jit
-from ntjax.config import ModelConfig
 from ntjax.data.frame import validate
-from ntjax.data.scalers import transform
-from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
+from ntjax.data.scalers import inverse
+from ntjax.data.windows import Panel, channels, pack
 from ntjax.metrics import forecast_metrics, forecast_metrics_by_horizon, naive_scale
-from ntjax.models import spec_for
-from ntjax.predict import (
-    adjust_quantiles,
-    is_rolling_calibrated,
-    level_quantiles,
-    quantile_index,
-    scaler_rows,
-    supported_levels,
-)
-from ntjax.registry import ModelRecord
-
-
-@functools.partial(family_jit, static_argnames=("config",))
-def _predict_windows(config: ModelConfig, params, values, series, starts, key):
-    window = gather_windows(values, series, starts, config.input_size + config.horizon)
-    inputs, _ = split_window(window, config)
-    return spec_for(config).predict_quantiles(config, params, inputs, key=key)
-
-
-def rolling_cutoffs(n_time: int, *, test_size: int, horizon: int, step_size: int) -> np.ndarray:
-    """Time positions of the first forecast step of each rolling origin."""
-    if test_size < horizon:
-        raise ValueError(f"test_size ({test_size}) must be at least the horizon ({horizon}).")
-    if step_size < 1:
-        raise ValueError(f"step_size must be positive, got {step_size}.")
-    return np.arange(n_time - test_size, n_time - horizon + 1, step_size)
-
-
-def predict_at_cutoffs(
-    record: ModelRecord,
-    scaled: np.ndarray,
-    cutoffs: np.ndarray,
-    *,
-    key: jax.Array | None = None,
-    batch_size: int = 2048,
-    panel: Panel | None = None,
-) -> np.ndarray:
-    """Scaled quantile forecasts of every series at every cutoff.
-
-    Args:
-      scaled: ``[n_series, time, n_channels]`` scaled values (zeros where missing).
-      cutoffs: ``[n_cutoffs]`` first forecast positions; inputs are the ``input_size`` steps
-        before each.
-      panel: the packed frame behind ``scaled``; needed for a rolling-calibrated record.
-
-    Returns:
-      ``[n_series, n_cutoffs, horizon, n_quantiles]``; for a rolling-calibrated record each
-      cutoff calibrated only with windows resolved before it that the model was not fitted on
-      (``ntjax.calibrate``).
-    """
-    if is_rolling_calibrated(record):
-        from ntjax.calibrate import rolling_at_cutoffs  # deferred: calibrate builds on this module
-
-        if panel is None:
-            raise ValueError("a rolling-calibrated record predicts at cutoffs with its panel.")
-        return rolling_at_cutoffs(record, panel, scaled, cutoffs, key=key)
-    config = record.config
-    n_series = scaled.shape[0]
-    series = np.repeat(np.arange(n_series), len(cutoffs)).astype(np.int32)
-    starts = np.tile(cutoffs - config.input_size, n_series).astype(np.int32)
-    total = len(series)
-    batch = min(batch_size, max(total, 1))
-    pad = -total % batch
-    series = np.concatenate([series, np.zeros(pad, np.int32)])
-    starts = np.concatenate([starts, np.full(pad, starts[0], np.int32)])
-    values = jnp.asarray(scaled, jnp.float32)
-    if key is None and spec_for(config).is_stochastic(config):
-        key = jax.random.key(0)  # the documented default of sampling models
-    chunks = [
-        _predict_windows(
-            config,
-            record.params,
-            values,
-            jnp.asarray(series[i : i + batch]),
-            jnp.asarray(starts[i : i + batch]),
-            None if key is None else jax.random.fold_in(key, i),
-        )
-        for i in range(0, len(series), batch)
-    ]
-    out = adjust_quantiles(record, np.concatenate([np.asarray(c) for c in chunks])[:total])
-    return out.reshape(n_series, len(cutoffs), config.horizon, -1)
-
-
-def actuals_at_cutoffs(panel: Panel, cutoffs: np.ndarray, horizon: int) -> np.ndarray:
-    """``[n_series, n_cutoffs, horizon]`` observed ``y`` after each cutoff."""
-    time = cutoffs[:, None] + np.arange(horizon)[None, :]
-    return panel.values[:, time, 0]
+from ntjax.predict.batch import actuals_at_cutoffs, rolling_cutoffs
+from ntjax.predict.cutoffs import predict_at_cutoffs
+from ntjax.predict.inputs import level_quantiles, quantile_index, scaled_values, supported_levels
+from ntjax.record import ModelRecord
 
 
 def _check_history(panel: Panel, needed: int, what: str) -> None:
@@ -180,10 +93,9 @@ def evaluate(
     in_sample = provenance.check_out_of_sample(
         record, panel, first_cutoff, embargo=embargo, allow_in_sample=allow_in_sample
     )
-    loc, scale = scaler_rows(record.scaler, panel, fit_upto=first_cutoff)
-    scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0)
+    loc, scale, scaled = scaled_values(record.scaler, panel, fit_upto=first_cutoff)
     predictions = predict_at_cutoffs(record, scaled, cutoffs, key=key, panel=panel)
-    predictions = predictions * scale[:, None, None, None, 0] + loc[:, None, None, None, 0]
+    predictions = inverse(predictions, loc[:, 0], scale[:, 0])
     y = actuals_at_cutoffs(panel, cutoffs, config.horizon)
     mase_scale = [
         naive_scale(

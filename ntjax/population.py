@@ -35,10 +35,10 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ntjax._compile import jit_for
+from ntjax._jit import jit_with
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
-from ntjax.models import dummy_inputs, spec_for
+from ntjax.models import compile_options, dummy_inputs, spec_for
 from ntjax.registry import ModelRecord, utc_now
 from ntjax.train import (
     Prepared,
@@ -257,13 +257,14 @@ def _programs(
         with _member_dropout(keep_prob):
             return step(state, data, key)
 
-    population_step = jit_for(
-        config, jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0
+    options = compile_options(config)
+    population_step = jit_with(
+        options, jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0
     )
     return _Programs(
         init=jax.jit(jax.vmap(member_state)),
         steps=multi_step_fn(population_step),
-        eval_loss=jit_for(config, jax.vmap(eval_loss_fn(config), in_axes=(0, None))),
+        eval_loss=jit_with(options, jax.vmap(eval_loss_fn(config), in_axes=(0, None))),
     )
 
 

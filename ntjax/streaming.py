@@ -22,22 +22,23 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
-from ntjax._compile import family_jit
+from ntjax._jit import family_jit
 from ntjax.config import ModelConfig, TrainingConfig
 from ntjax.data.frame import datetime_to_us, to_polars, validate, validate_runs
 from ntjax.data.windows import channels, pack
-from ntjax.models import spec_for
-from ntjax.predict import (
-    adjust_quantiles,
-    forecast_frame,
-    level_quantiles,
-    quantile_index,
-    scaler_rows,
+from ntjax.models import compile_options, spec_for
+from ntjax.predict.batch import adjust_quantiles
+from ntjax.predict.inputs import forecast_frame, level_quantiles, quantile_index, scaler_rows
+from ntjax.record import ModelRecord
+from ntjax.train import fit
+
+
+@functools.partial(
+    family_jit,
+    options_of=compile_options,
+    static_argnames=("config",),
+    donate_argnames=("buffer", "head"),
 )
-from ntjax.registry import ModelRecord
-
-
-@functools.partial(family_jit, static_argnames=("config",), donate_argnames=("buffer", "head"))
 def _tick(
     config: ModelConfig, params, buffer, head, rows, values, key, tick
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -90,7 +91,7 @@ class StreamingForecaster:
       adapt_every: fine-tune every this many ticks (None: never).
       adapt_steps: gradient steps of each fine-tuning.
       adapt_window: recent points per series kept for fine-tuning.
-      key: PRNG key for sampling models.
+      key: PRNG key for sampling models (default ``jax.random.key(0)``, a documented seed).
 
     Example:
       stream = nt.StreamingForecaster(record, history)
@@ -151,6 +152,7 @@ class StreamingForecaster:
             for i, n in enumerate(panel.lengths)
         ]
         self._adapter: threading.Thread | None = None
+        self._adapt_error: BaseException | None = None
         self.records: list[ModelRecord] = [record]
 
     @property
@@ -181,6 +183,7 @@ class StreamingForecaster:
           ValueError: for unknown series, NaN/inf values, or a time stamp not after the series'
             last one; the state is then unchanged.
         """
+        self._raise_adaptation_error()
         config = self.record.config
         frame = to_polars(ticks)
         missing = [c for c in ("unique_id", "ds", *channels(config)) if c not in frame.columns]
@@ -285,8 +288,6 @@ class StreamingForecaster:
         parent = self.record
 
         def adapt() -> None:
-            from ntjax.train import fit
-
             training = TrainingConfig(
                 max_steps=self.adapt_steps,
                 batch_size=min(parent.training.batch_size if parent.training else 64, 64),
@@ -295,7 +296,12 @@ class StreamingForecaster:
                 progress=False,
                 seed=self._ticks,
             )
-            child = fit(recent, parent.config, training, parent.optimizer, init_from=parent)
+            try:
+                child = fit(recent, parent.config, training, parent.optimizer, init_from=parent)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's next call
+                with self._lock:
+                    self._adapt_error = error
+                return
             with self._lock:
                 self.record = child
                 self.records.append(child)
@@ -304,6 +310,18 @@ class StreamingForecaster:
         self._adapter.start()
 
     def wait_for_adaptation(self, timeout: float | None = None) -> None:
-        """Blocks until a running fine-tuning has swapped in its record (for tests, scripts)."""
+        """Blocks until a running fine-tuning has swapped in its record (for tests, scripts);
+        raises the error of an adaptation that failed."""
         if self._adapter is not None:
             self._adapter.join(timeout)
+        self._raise_adaptation_error()
+
+    def _raise_adaptation_error(self) -> None:
+        """An exception of the background fine-tuning reaches the caller once, at its next
+        call; the stream keeps forecasting with the record it had."""
+        with self._lock:
+            error, self._adapt_error = self._adapt_error, None
+        if error is not None:
+            raise RuntimeError(
+                f"the background fine-tuning of the stream failed: {error}"
+            ) from error

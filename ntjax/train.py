@@ -30,16 +30,16 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ntjax import _io, provenance
-from ntjax._compile import jit_for
+from ntjax._jit import jit_with
 from ntjax._version import __version__
-from ntjax.calibrate import tail_calibration
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import ScalerState, fit_scaler, transform
 from ntjax.data.windows import Panel, channels, gather_windows, pack, split_window
-from ntjax.models import ModelSpec, spec_for
+from ntjax.models import ModelSpec, compile_options, spec_for
 from ntjax.models.ensemble import EnsembleConfig
-from ntjax.registry import ModelRecord, new_id, utc_now
+from ntjax.predict.conformal import tail_calibration
+from ntjax.record import ModelRecord, new_id, utc_now
 
 
 class TrainState(NamedTuple):
@@ -312,13 +312,16 @@ def _programs(
             (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
         )
         batch_sharding = NamedSharding(mesh, P("data"))
-    step = jit_for(config, train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0)
+    options = compile_options(config)
+    step = jit_with(
+        options, train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0
+    )
     return _Programs(
         tx=tx,
         mesh=mesh,
         step=step,
         steps=multi_step_fn(step),
-        eval_loss=jit_for(config, eval_loss_fn(config)),
+        eval_loss=jit_with(options, eval_loss_fn(config)),
     )
 
 

@@ -7,8 +7,11 @@ import pytest
 from conftest import sine_frame
 
 import ntjax as nt
-from ntjax.calibrate import (
-    calibrate,
+from ntjax.calibrate import calibrate
+from ntjax.crossval import drop_last
+from ntjax.data.scalers import transform
+from ntjax.data.windows import pack
+from ntjax.predict.conformal import (
     conformal_offsets,
     conformity_scores,
     history_needed,
@@ -17,10 +20,7 @@ from ntjax.calibrate import (
     rolling_at_cutoffs,
     rolling_offsets,
 )
-from ntjax.crossval import drop_last
-from ntjax.data.scalers import transform
-from ntjax.data.windows import pack
-from ntjax.predict import scaler_rows
+from ntjax.predict.inputs import scaler_rows
 
 QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
 CONFIG = nt.NHITSConfig(

@@ -8,7 +8,8 @@ import pytest
 from conftest import sine_frame
 
 import ntjax as nt
-from ntjax.models import get_model, monotone_quantiles
+from ntjax._jit import EIGEN_DOTS, jit_with
+from ntjax.models import compile_options, get_model, make_config, monotone_quantiles, spec_for
 from ntjax.predict import level_quantiles, predict_quantiles, supported_levels
 
 CONFIG = nt.NHITSConfig(
@@ -140,20 +141,17 @@ def test_futr_exog_model_needs_future_values():
 def test_mlp_families_compile_with_eigen_dots_and_match_xla_defaults():
     """NHITS compiles with the YNNPACK dot fusion off (where this jaxlib has the option) and
     predicts what the XLA-default program predicts; other families keep the defaults."""
-    from ntjax._compile import EIGEN_DOTS, jit_for, options_for
-    from ntjax.models import make_config, spec_for
-
     config = nt.NHITSConfig(horizon=6, input_size=24, mlp_units=32)
-    assert options_for(make_config("gru", horizon=6, input_size=24)) == ()
-    assert options_for(config) in (EIGEN_DOTS, ())
+    assert compile_options(make_config("gru", horizon=6, input_size=24)) == ()
+    assert compile_options(config) in (EIGEN_DOTS, ())
     params = spec_for(config).init(config, jax.random.key(0))
     inputs = {"y": np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32)}
 
     def predict(params, inputs):
         return spec_for(config).predict_quantiles(config, params, inputs)
 
-    tuned = jit_for(config, predict)
-    if options_for(config):
+    tuned = jit_with(compile_options(config), predict)
+    if compile_options(config):
         assert "ynn_fusion" not in tuned.lower(params, inputs).compile().as_text()
     np.testing.assert_allclose(
         np.asarray(tuned(params, inputs)),

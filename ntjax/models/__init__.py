@@ -10,13 +10,14 @@ Training, forecasting and the store reach a family only through this table, so n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ntjax._compile import EIGEN_DOTS
+from ntjax._jit import EIGEN_DOTS, usable
 from ntjax.config import (
     DeepARConfig,
     GRUConfig,
@@ -63,7 +64,7 @@ class ModelSpec(NamedTuple):
     loss: Callable[..., jax.Array] = quantile_loss
     predict: Callable[..., jax.Array] = quantile_predict
     sample: Callable[..., jax.Array] | None = None
-    options: tuple[tuple[str, str], ...] = ()  # XLA compile options (``ntjax._compile``)
+    options: tuple[tuple[str, str], ...] = ()  # XLA compile options (``ntjax._jit``)
 
     def training_loss(self, config, params, inputs, targets, *, key=None) -> jax.Array:
         return self.loss(self, config, params, inputs, targets, key=key)
@@ -86,6 +87,10 @@ class ModelSpec(NamedTuple):
         return options.pop() if len(options) == 1 else ()
 
 
+def _spec_for(config: ModelConfig) -> ModelSpec:
+    return spec_for(config)  # defined below, looked up when an ensemble runs
+
+
 MODELS: dict[str, ModelSpec] = {
     "nhits": ModelSpec(NHITSConfig, nhits.init, nhits.apply, options=EIGEN_DOTS),
     "nbeats": ModelSpec(NBEATSConfig, nbeats.init, nbeats.apply, options=EIGEN_DOTS),
@@ -105,10 +110,10 @@ MODELS: dict[str, ModelSpec] = {
     "transformer": ModelSpec(TransformerConfig, transformer.init, transformer.apply),
     "ensemble": ModelSpec(
         ensemble.EnsembleConfig,
-        ensemble.init,
-        ensemble.apply,
-        loss=ensemble.loss,
-        predict=ensemble.predict,
+        functools.partial(ensemble.init, spec_for=_spec_for),
+        functools.partial(ensemble.apply, spec_for=_spec_for),
+        loss=functools.partial(ensemble.loss, spec_for=_spec_for),
+        predict=functools.partial(ensemble.predict, spec_for=_spec_for),
     ),
 }
 
@@ -132,6 +137,12 @@ def make_config(name: str, **fields: Any) -> ModelConfig:
     return get_model(name).config_cls(**fields)
 
 
+def compile_options(config: ModelConfig) -> tuple[tuple[str, str], ...]:
+    """The XLA options ``config``'s programs compile with: its family's, where this jaxlib
+    knows them and ``XLA_FLAGS`` does not set them (else XLA's defaults)."""
+    return usable(spec_for(config).compile_options(config))
+
+
 def count_params(params: Params) -> int:
     return int(sum(jnp.size(p) for p in jax.tree.leaves(params)))
 
@@ -141,6 +152,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "as_inputs",
+    "compile_options",
     "count_params",
     "dummy_inputs",
     "get_model",

@@ -12,14 +12,19 @@ forecasts, evaluates, saves and loads like any other.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from ntjax.config import ModelConfig, _check_int, config_from_dict
+from ntjax.config import ModelConfig, _check_int
 from ntjax.models._common import Inputs, Params, as_inputs
+
+# The closed table's lookup (``ntjax.models.spec_for``), handed in by the table: members are
+# any family, and the table itself holds this one.
+SpecFor = Callable[[ModelConfig], Any]
 
 METHODS = ("mean", "median", "weighted")
 
@@ -44,11 +49,7 @@ class EnsembleConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from ntjax.models import CONFIGS
-
-        members = tuple(
-            config_from_dict(dict(m), CONFIGS) if isinstance(m, dict) else m for m in self.members
-        )
+        members = tuple(self.members)
         object.__setattr__(self, "members", members)
         if not members or not all(isinstance(m, ModelConfig) for m in members):
             raise ValueError("an ensemble needs at least one member config.")
@@ -86,12 +87,6 @@ class EnsembleConfig(ModelConfig):
         return {"kind": self.kind, **data}
 
 
-def _spec(config: ModelConfig):
-    from ntjax.models import spec_for
-
-    return spec_for(config)
-
-
 def _member_inputs(inputs: Inputs, member: ModelConfig) -> Inputs:
     """The last ``member.input_size`` steps of each input."""
     out = {"y": inputs["y"][:, -member.input_size :]}
@@ -102,13 +97,14 @@ def _member_inputs(inputs: Inputs, member: ModelConfig) -> Inputs:
     return out
 
 
-def init(config: EnsembleConfig, key: jax.Array) -> Params:
+def init(config: EnsembleConfig, key: jax.Array, *, spec_for: SpecFor) -> Params:
     if config.size > 1:
         member = config.members[0]
         keys = jax.random.split(key, config.size)
-        return {"stacked": jax.vmap(lambda k: _spec(member).init(member, k))(keys)}
+        return {"stacked": jax.vmap(lambda k: spec_for(member).init(member, k))(keys)}
     return {
-        f"m{i}": _spec(m).init(m, jax.random.fold_in(key, i)) for i, m in enumerate(config.members)
+        f"m{i}": spec_for(m).init(m, jax.random.fold_in(key, i))
+        for i, m in enumerate(config.members)
     }
 
 
@@ -117,14 +113,19 @@ def _member_keys(key: jax.Array | None, n: int):
 
 
 def member_quantiles(
-    config: EnsembleConfig, params: Params, x: Any, *, key: jax.Array | None = None
+    config: EnsembleConfig,
+    params: Params,
+    x: Any,
+    *,
+    spec_for: SpecFor,
+    key: jax.Array | None = None,
 ) -> jax.Array:
     """Every member's quantile forecast, ``[n_members, batch, horizon, n_quantiles]``."""
     inputs = as_inputs(x)
     keys = _member_keys(key, config.n_members)
     if config.size > 1:
         member = config.members[0]
-        spec = _spec(member)
+        spec = spec_for(member)
         sliced = _member_inputs(inputs, member)
         if keys is None:
             return jax.vmap(lambda p: spec.predict_quantiles(member, p, sliced))(params["stacked"])
@@ -133,7 +134,7 @@ def member_quantiles(
         )
     return jnp.stack(
         [
-            _spec(m).predict_quantiles(
+            spec_for(m).predict_quantiles(
                 m, params[f"m{i}"], _member_inputs(inputs, m), key=None if keys is None else keys[i]
             )
             for i, m in enumerate(config.members)
@@ -152,13 +153,20 @@ def combine(config: EnsembleConfig, quantiles: jax.Array) -> jax.Array:
 
 
 def apply(
-    config: EnsembleConfig, params: Params, x: Any, *, key: jax.Array | None = None
+    config: EnsembleConfig,
+    params: Params,
+    x: Any,
+    *,
+    spec_for: SpecFor,
+    key: jax.Array | None = None,
 ) -> jax.Array:
     """The combined forecast ``[batch, horizon, n_quantiles]``."""
-    return combine(config, member_quantiles(config, params, x, key=key))
+    return combine(config, member_quantiles(config, params, x, spec_for=spec_for, key=key))
 
 
-def loss(spec, config: EnsembleConfig, params: Params, inputs, targets, *, key=None) -> jax.Array:
+def loss(
+    spec, config: EnsembleConfig, params: Params, inputs, targets, *, spec_for: SpecFor, key=None
+) -> jax.Array:
     """Training loss of an ensemble of distinct members (``nt.ensemble(records)`` fine-tuned
     as one model): each member on its own loss, ``[members]``, scaled so each member's gradient
     is its own. Stacked ensembles never come here: ``ntjax.train.fit`` trains them as a
@@ -170,7 +178,7 @@ def loss(spec, config: EnsembleConfig, params: Params, inputs, targets, *, key=N
         )
     keys = _member_keys(key, config.n_members)
     parts = [
-        _spec(m)
+        spec_for(m)
         .training_loss(
             m,
             params[f"m{i}"],
@@ -184,5 +192,7 @@ def loss(spec, config: EnsembleConfig, params: Params, inputs, targets, *, key=N
     return jnp.stack(parts) * config.n_members
 
 
-def predict(spec, config: EnsembleConfig, params: Params, inputs, *, key=None) -> jax.Array:
-    return apply(config, params, inputs, key=key)
+def predict(
+    spec, config: EnsembleConfig, params: Params, inputs, *, spec_for: SpecFor, key=None
+) -> jax.Array:
+    return apply(config, params, inputs, spec_for=spec_for, key=key)

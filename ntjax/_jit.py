@@ -12,8 +12,10 @@ families keep XLA's defaults (no consistent difference was measured for them). T
 used only when this jaxlib knows it and ``XLA_FLAGS`` does not already set it, so a user's own
 choice wins.
 
-    step = jit_for(config, step_fn, donate_argnums=0)       # config known when building
-    predict = family_jit(predict_fn, static_argnames=("config",))  # config passed per call
+    step = jit_with(compile_options(config), step_fn, donate_argnums=0)  # config known
+    predict = family_jit(predict_fn, options_of=compile_options, static_argnames=("config",))
+
+(``ntjax.models.compile_options`` gives a config's usable options.)
 """
 
 from __future__ import annotations
@@ -30,46 +32,41 @@ EIGEN_DOTS: tuple[tuple[str, str], ...] = (("xla_cpu_experimental_ynn_fusion_typ
 
 
 @functools.cache
-def _usable(options: tuple[tuple[str, str], ...]) -> bool:
-    """Whether this jaxlib accepts ``options`` and the user has not set them in XLA_FLAGS."""
+def usable(options: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """``options`` if this jaxlib accepts them and the user has not set them in XLA_FLAGS,
+    else none (XLA's defaults)."""
     if not options:
-        return True
+        return ()
     flags = os.environ.get("XLA_FLAGS", "")
     if any(name in flags for name, _ in options):
-        return False
+        return ()
     try:
         jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(np.float32(0)).compile()
     except jax.errors.JaxRuntimeError:  # a jaxlib without the option
-        return False
-    return True
+        return ()
+    return options
 
 
-def options_for(config: Any) -> tuple[tuple[str, str], ...]:
-    """The compile options of ``config``'s family (empty: XLA's defaults)."""
-    from ntjax.models import spec_for  # deferred: the model table imports the configs
-
-    options = spec_for(config).compile_options(config)
-    return options if _usable(options) else ()
-
-
-def jit_for(config: Any, fun: Callable, **jit_kwargs: Any) -> Callable:
-    """``jax.jit(fun, **jit_kwargs)`` compiled with the options of ``config``'s family."""
-    options = options_for(config)
+def jit_with(options: tuple[tuple[str, str], ...], fun: Callable, **jit_kwargs: Any) -> Callable:
+    """``jax.jit(fun, **jit_kwargs)`` compiled with the XLA ``options`` (empty: defaults)."""
     return jax.jit(fun, compiler_options=dict(options) if options else None, **jit_kwargs)
 
 
-def family_jit(fun: Callable, **jit_kwargs: Any) -> Callable:
+def family_jit(
+    fun: Callable, *, options_of: Callable[[Any], tuple[tuple[str, str], ...]], **jit_kwargs: Any
+) -> Callable:
     """``jax.jit`` of ``fun(config, ...)`` (``config`` among the static arguments) that compiles
-    each config with its family's options: one jitted function per set of options."""
+    each config with ``options_of(config)`` (its family's options): one jitted function per
+    set of options."""
     by_options: dict[tuple[tuple[str, str], ...], Callable] = {}
-    by_config: dict[Any, Callable] = {}  # configs are hashable: a lookup instead of options_for
+    by_config: dict[Any, Callable] = {}  # configs are hashable: a lookup instead of options_of
 
     def program(config: Any) -> Callable:
         jitted = by_config.get(config)
         if jitted is None:
-            options = options_for(config)
+            options = options_of(config)
             if options not in by_options:
-                by_options[options] = jit_for(config, fun, **jit_kwargs)
+                by_options[options] = jit_with(options, fun, **jit_kwargs)
             jitted = by_config[config] = by_options[options]
         return jitted
 
@@ -79,6 +76,3 @@ def family_jit(fun: Callable, **jit_kwargs: Any) -> Callable:
 
     call.lower = lambda config, *args, **kwargs: program(config).lower(config, *args, **kwargs)
     return call
-
-
-__all__ = ["EIGEN_DOTS", "family_jit", "jit_for", "options_for"]
