@@ -162,7 +162,7 @@ def test_saved_ensemble_reloads_bit_identically(etth1, members, tmp_path, stacke
 def test_ensemble_history_keeps_members_that_stop_at_different_checks():
     """Members stop early at different checks: the history runs to the last check, with the
     mean over the members still running (a member stopping before member 0 once crashed)."""
-    from ntjax.population import ensemble_history
+    from ntjax.train.population import ensemble_history
 
     histories = [
         {"step": [10, 20], "train_loss": [1.0, 0.8], "val_loss": [1.1, 0.9]},

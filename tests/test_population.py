@@ -9,7 +9,7 @@ from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.models import get_model
-from ntjax.population import (
+from ntjax.train.population import (
     Member,
     PopulationError,
     fit_population,

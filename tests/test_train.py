@@ -11,8 +11,9 @@ from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.config import OPTIMIZERS, SCHEDULES
+from ntjax.train import prepare
 
-train_module = importlib.import_module("ntjax.train")
+train_module = importlib.import_module("ntjax.train.step")  # the step and its programs
 
 TINY = nt.NHITSConfig(
     horizon=6,
@@ -155,7 +156,7 @@ def test_early_stopping_restores_the_best_parameters(sines):
     assert record.metrics["val_loss"] == min(history["val_loss"])
     assert record.metrics["stopped_early"] == 1.0 and record.metrics["steps"] < 400
     # The restored parameters are the best ones: their validation loss is the best one.
-    prepared = train_module.prepare(sines, TINY, _training(val_size=12))
+    prepared = prepare(sines, TINY, _training(val_size=12))
     loss = train_module.eval_loss_fn(TINY)(record.params, prepared.data)
     assert float(loss) == pytest.approx(record.metrics["val_loss"], rel=1e-5)
 

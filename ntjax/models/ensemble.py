@@ -2,8 +2,9 @@
 
 An ``EnsembleConfig`` holds member configs of one horizon and one set of quantiles. Its params
 are either one stacked pytree with a leading member axis (``size`` copies of one config, trained
-together as one vmapped program by ``nt.train(..., ensemble_size=K)``, which ``ntjax.train.fit``
-hands to ``ntjax.population.fit_ensemble``) or one pytree per member (``nt.ensemble(records)``).
+together as one vmapped program by ``nt.train(..., ensemble_size=K)``, which
+``ntjax.train.fit`` hands to ``ntjax.train.population.fit_ensemble``) or one pytree per member
+(``nt.ensemble(records)``).
 Quantiles are combined per level across members (mean, median or weighted mean: quantile
 averaging), which keeps them non-crossing. Because the ensemble is a model family, it trains,
 forecasts, evaluates, saves and loads like any other.
@@ -170,10 +171,10 @@ def loss(
     """Training loss of an ensemble of distinct members (``nt.ensemble(records)`` fine-tuned
     as one model): each member on its own loss, ``[members]``, scaled so each member's gradient
     is its own. Stacked ensembles never come here: ``ntjax.train.fit`` trains them as a
-    population (``ntjax.population.fit_ensemble``), one vmapped step per member."""
+    population (``ntjax.train.population.fit_ensemble``), one vmapped step per member."""
     if config.size > 1:
         raise ValueError(
-            "a stacked ensemble trains through ntjax.population.fit_ensemble (nt.train with "
+            "a stacked ensemble trains through ntjax.train.population.fit_ensemble (nt.train with "
             "ensemble_size), not through its loss."
         )
     keys = _member_keys(key, config.n_members)

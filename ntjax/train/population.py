@@ -2,15 +2,14 @@
 
 Members may differ in their seed, learning rate and dropout rate; everything else (model
 shapes, data, batch size, steps, schedule) is shared. Their parameters and optimizer states are
-stacked on a leading member axis and the train step of ``ntjax.train`` runs under ``jax.vmap``
-in one jitted, donated program, so K trials cost one compilation and one stream of batched
-kernels instead of K. Each member samples its own windows on the device from its own key,
-exactly as ``ntjax.train.fit`` would, so a member matches the same model trained alone up to
-floating-point reassociation.
+stacked on a leading member axis and the train step runs under ``jax.vmap`` in one jitted,
+donated program, through the same training loop as a single fit (``ntjax.train.loop``), so K
+trials cost one compilation and one stream of batched kernels instead of K. Each member samples
+its own windows on the device from its own key, exactly as ``fit`` would, so a member matches
+the same model trained alone up to floating-point reassociation.
 
-This is the one vmapped training program of the library: ``fit_population`` returns one record
-per member (trials of a study), ``fit_ensemble`` one ``ensemble`` record whose params carry the
-member axis (``nt.train(..., ensemble_size=K)``, which ``ntjax.train.fit`` routes here).
+``fit_population`` returns one record per member (trials of a study), ``fit_ensemble`` one
+``ensemble`` record whose params carry the member axis (``nt.train(..., ensemble_size=K)``).
 
     population = train_seeds(df, config, training, seeds=range(8))  # 8 records
     population.params   # the stacked parameters, [8, ...] on every leaf
@@ -20,38 +19,31 @@ member axis (``nt.train(..., ensemble_size=K)``, which ``ntjax.train.fit`` route
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from tqdm.auto import tqdm
 
-from ntjax._jit import jit_with
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
-from ntjax.models import compile_options, dummy_inputs, spec_for
-from ntjax.registry import ModelRecord, utc_now
-from ntjax.train import (
-    Prepared,
-    Progress,
-    TrainingData,
-    TrainState,
+from ntjax.models import dummy_inputs, spec_for
+from ntjax.record import ModelRecord, utc_now
+from ntjax.train import loop
+from ntjax.train.checkpoint import Checkpointer, run_key
+from ntjax.train.loop import Progress
+from ntjax.train.prepare import Prepared, TrainingData, prepare
+from ntjax.train.records import new_record
+from ntjax.train.step import (
+    PopulationEngine,
     _jitted_init,
-    chunk_end,
-    eval_loss_fn,
-    multi_step_fn,
-    new_record,
-    prepare,
-    train_step_fn,
+    _keep_best,
+    _member_dropout,
+    _stacked,
+    population_programs,
 )
 
 # Fields that may differ between members, per config: none of them changes a parameter shape.
@@ -123,38 +115,7 @@ def incompatibility(members: Sequence[Member]) -> str | None:
                     f"member {index} differs from member 0 in {name} field(s) {fields}; only "
                     f"{PER_MEMBER_FIELDS[name]} may differ"
                 )
-    if members[0].training.checkpoint_dir is not None:
-        return "population training does not write checkpoints (set checkpoint_dir=None)"
     return None
-
-
-def _member_dropout(keep_prob: jax.Array):
-    """Method interceptor running every ``nn.Dropout`` with keep probability ``keep_prob``
-    (a traced per-member value) instead of its static rate; the mask and scaling follow
-    ``nn.Dropout`` exactly, so a member equals the model built with its own rate."""
-
-    def interceptor(next_fun, args, kwargs, context):
-        module = context.module
-        if not isinstance(module, nn.Dropout) or context.method_name != "__call__":
-            return next_fun(*args, **kwargs)
-        inputs = args[0]
-        deterministic = nn.merge_param(
-            "deterministic",
-            module.deterministic,
-            kwargs.get("deterministic", args[1] if len(args) > 1 else None),
-        )
-        if deterministic:
-            return inputs
-        rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
-        if rng is None:
-            rng = module.make_rng(module.rng_collection)
-        shape = list(inputs.shape)
-        for dim in module.broadcast_dims:
-            shape[dim] = 1
-        mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
-        return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
-
-    return nn.intercept_methods(interceptor)
 
 
 def _keep_probs(members: Sequence[Member]) -> np.ndarray:
@@ -202,72 +163,6 @@ def _check_dropout_is_per_member(
         )
 
 
-def _population_tx(optimizer: OptimizerConfig, total_steps: int, learning_rate) -> Any:
-    # Every schedule and optimizer is linear in the learning rate, so the chain is built at
-    # rate 1 and each member's rate is a scale held in its optimizer state.
-    unit = dataclasses.replace(optimizer, learning_rate=1.0).build(total_steps)
-    return optax.chain(unit, optax.inject_hyperparams(optax.scale)(step_size=learning_rate))
-
-
-def _stacked(trees: Sequence[Any]) -> Any:
-    """Pytrees of equal structure stacked leaf by leaf on a new leading axis, on the host:
-    ``jnp.stack`` would compile a program per leaf shape (1.6 s for NHITS's 22 leaves)."""
-    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(jax.device_get(leaves))), *trees)
-
-
-@functools.partial(jax.jit, donate_argnums=0)
-def _keep_best(best: Any, params: Any, improved: jax.Array) -> Any:
-    def pick(old, new):
-        return jnp.where(improved.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
-    return jax.tree.map(pick, best, params)
-
-
-class _Programs(NamedTuple):
-    """The compiled pieces of a population, each vmapped over the member axis."""
-
-    init: Callable[[Any, jax.Array], TrainState]
-    steps: Callable[..., tuple[TrainState, jax.Array]]
-    eval_loss: Callable[[Any, TrainingData], jax.Array]
-
-
-@functools.lru_cache(maxsize=16)
-def _programs(
-    config: ModelConfig, training: TrainingConfig, optimizer: OptimizerConfig
-) -> _Programs:
-    """The jitted population init, steps and eval of a template config, cached so that
-    successive populations of the same program (rounds of a study, refitted ensembles)
-    compile once.
-
-    ``training`` and ``optimizer`` come with their per-member fields normalised. ``steps``
-    runs a validation period of vmapped steps (``ntjax.train.multi_step_fn``).
-    """
-    step = train_step_fn(
-        config, _population_tx(optimizer, training.max_steps, 1.0), training.batch_size
-    )
-    uses_dropout = getattr(config, "dropout", 0.0) > 0
-
-    def member_state(params, learning_rate):
-        member_tx = _population_tx(optimizer, training.max_steps, learning_rate)
-        return TrainState(jnp.zeros((), jnp.int32), params, member_tx.init(params))
-
-    def member_step(state, data, key, keep_prob):
-        if not uses_dropout:
-            return step(state, data, key)
-        with _member_dropout(keep_prob):
-            return step(state, data, key)
-
-    options = compile_options(config)
-    population_step = jit_with(
-        options, jax.vmap(member_step, in_axes=(0, None, 0, 0)), donate_argnums=0
-    )
-    return _Programs(
-        init=jax.jit(jax.vmap(member_state)),
-        steps=multi_step_fn(population_step),
-        eval_loss=jit_with(options, jax.vmap(eval_loss_fn(config), in_axes=(0, None))),
-    )
-
-
 @dataclass(frozen=True, eq=False)
 class _Run:
     """What the population loop leaves behind; arrays have a leading member axis."""
@@ -293,23 +188,23 @@ def _run(
     scaler: ScalerState | None = None,
     desc: str = "population",
 ) -> _Run:
-    """The one training loop of populations and stacked ensembles: every member stepped at
-    once by one vmapped, jitted, donated program.
+    """Every member stepped at once by one vmapped, jitted, donated program, through the one
+    training loop (``ntjax.train.loop``).
 
     ``member_callbacks`` are called per running member at each check and stop their member
     when they raise; ``on_check(step, train_loss, val_loss)`` sees every member's ``[n_members]``
     losses at each check and stops the whole run when it raises. ``init_params`` (stacked,
-    ``[n_members, ...]``) warm-starts the members; ``scaler`` replaces fitting one.
+    ``[n_members, ...]``) warm-starts the members; ``scaler`` replaces fitting one. With
+    ``checkpoint_dir`` the run saves and resumes like a single fit.
     """
     members = list(members)
     reason = incompatibility(members)
     if reason is not None:
         raise PopulationError(f"these members cannot train as one population: {reason}.")
-    n_members = len(members)
     started = time.perf_counter()
     config = _template(members)
     _, training, optimizer = _normalised(members[0])
-    programs = _programs(config, training, optimizer)
+    programs = population_programs(config, training, optimizer)
     training = members[0].training
     prepared = prepare(df, config, training, scaler=scaler)
     data: TrainingData = prepared.data
@@ -320,100 +215,48 @@ def _run(
     init_keys, run_keys = zip(
         *(jax.random.split(jax.random.key(m.training.seed)) for m in members), strict=True
     )
-    run_keys = jnp.stack(run_keys)
-    keep_probs = jnp.asarray(_keep_probs(members))
     learning_rates = np.asarray([m.optimizer.learning_rate for m in members], np.float32)
     if init_params is None:
         # Each member's parameters from the init key and the compiled init fit() uses: K runs
         # of one small program, where a vmapped init would compile a larger one.
-        fresh = [_jitted_init(config, key) for key in init_keys]
-        init_params = _stacked(fresh)
+        init_params = _stacked([_jitted_init(config, key) for key in init_keys])
     # Copies: the step donates its state, and a warm start's parent keeps its own parameters.
     state = programs.init(jax.tree.map(jnp.array, init_params), learning_rates)
     _check_dropout_is_per_member(config, members, jax.tree.map(lambda x: x[0], state.params))
-
-    has_val = training.val_size > 0
-    patience = training.early_stopping_patience
-    best = jax.tree.map(jnp.copy, state.params) if has_val else None
-    best_val = np.full(n_members, math.inf)
-    bad_checks = np.zeros(n_members, np.int64)
-    running = np.ones(n_members, bool)
-    stop_step = np.full(n_members, training.max_steps)
-    stopped_early = np.zeros(n_members, bool)
-    errors: list[Exception | None] = [None] * n_members
-    histories = [{"step": [], "train_loss": [], "val_loss": []} for _ in members]
-
-    bar = tqdm(
-        total=training.max_steps,
-        disable=not any(m.training.progress for m in members),
-        file=sys.stderr,
-        desc=f"{desc} {n_members}x{config.kind}",
-        dynamic_ncols=True,
+    checkpointer = None
+    if training.checkpoint_dir:
+        key = run_key([tuple(m) for m in members], prepared.fingerprint)
+        checkpointer = Checkpointer(training.checkpoint_dir, key)
+    engine = PopulationEngine(
+        programs, jnp.stack(run_keys), jnp.asarray(_keep_probs(members)), state
     )
-    step_times: list[float] = []
-    tick = time.perf_counter()
-    done = 0
-    try:
-        while done < training.max_steps:
-            end = chunk_end(done, training.max_steps, training.val_check_steps)
-            state, losses = programs.steps(state, data, run_keys, np.int32(end - done), keep_probs)
-            train_loss = np.asarray(jax.device_get(losses))[:, : end - done].mean(axis=1)
-            step_times.append((time.perf_counter() - tick) / (end - done))
-            done = end
-            val_loss = np.asarray(programs.eval_loss(state.params, data)) if has_val else None
-            if has_val:
-                improved = running & np.isfinite(train_loss) & (val_loss < best_val)
-                best = _keep_best(best, state.params, jnp.asarray(improved))
-                best_val = np.where(improved, val_loss, best_val)
-                bad_checks = np.where(improved, 0, bad_checks + 1)
-            for k in np.flatnonzero(running):
-                if not math.isfinite(train_loss[k]):
-                    errors[k] = FloatingPointError(
-                        f"training loss became {train_loss[k]} at step {done}."
-                    )
-                    running[k], stop_step[k] = False, done
-                    continue
-                member_val = float(val_loss[k]) if has_val else None
-                histories[k]["step"].append(done)
-                histories[k]["train_loss"].append(float(train_loss[k]))
-                histories[k]["val_loss"].append(member_val)
-                try:
-                    for callback in member_callbacks:
-                        callback(int(k), Progress(done, float(train_loss[k]), member_val))
-                except Exception as error:  # noqa: BLE001 - a callback stops its member only
-                    errors[k] = error
-                    running[k], stop_step[k] = False, done
-                    continue
-                if has_val and patience is not None and bad_checks[k] >= patience:
-                    running[k], stop_step[k], stopped_early[k] = False, done, True
-            if on_check is not None:
-                on_check(done, train_loss, val_loss)
-            finite = train_loss[np.isfinite(train_loss)]
-            if finite.size:
-                bar.set_postfix({"loss": f"{finite.min():.4f}", "running": int(running.sum())})
-            bar.update(done - bar.n)
-            tick = time.perf_counter()
-            if not running.any():
-                break
-    finally:
-        bar.close()
-
-    if has_val:
+    result = loop.run(
+        engine,
+        state,
+        data,
+        training=training,
+        member_callbacks=member_callbacks,
+        on_check=on_check,
+        checkpointer=checkpointer,
+        progress=any(m.training.progress for m in members),
+        desc=f"{desc} {len(members)}x{config.kind}",
+    )
+    if result.best is not None:
         # A member whose validation loss never improved keeps its last parameters, as in fit.
-        final = _keep_best(state.params, best, jnp.asarray(np.isfinite(best_val)))
+        keep = jnp.asarray(np.isfinite(result.best_val))
+        final = _keep_best(result.state.params, result.best, keep)
     else:
-        final = state.params
-    step_time = float(np.median(step_times[1:] or step_times)) if step_times else float("nan")
+        final = result.state.params
     return _Run(
         prepared=prepared,
         params=jax.device_get(final),
-        histories=histories,
-        best_val=best_val,
-        stop_step=stop_step,
-        stopped_early=stopped_early,
-        errors=errors,
+        histories=result.histories,
+        best_val=result.best_val,
+        stop_step=result.stop_step,
+        stopped_early=result.stopped_early,
+        errors=result.errors,
         elapsed=time.perf_counter() - started,
-        step_time=step_time,
+        step_time=result.step_time,
     )
 
 
@@ -517,17 +360,15 @@ def fit_ensemble(
     Args:
       df: long frame ``unique_id, ds, y``.
       config: the stacked ``EnsembleConfig``.
-      training, optimizer: shared by the members (a stacked ensemble keeps no checkpoints).
+      training, optimizer: shared by the members (checkpoints as for a single fit).
       init_from: a record of the same config to warm-start from (its scaler is kept).
       callbacks: called with the members' mean ``Progress`` at each validation check; may raise
         to stop the run.
 
     Raises:
       FloatingPointError: a member's training loss became non-finite.
-      ValueError: checkpoints requested, or data too short for the config.
+      ValueError: data too short for the config.
     """
-    if training.checkpoint_dir is not None:
-        raise ValueError("stacked ensembles do not write checkpoints; set checkpoint_dir=None.")
     members = ensemble_members(config, training, optimizer)
 
     def check(step: int, train_loss: np.ndarray, val_loss: np.ndarray | None) -> None:
@@ -646,18 +487,3 @@ def stack_params(records: Sequence[ModelRecord]) -> Any:
     if len(shapes) != 1:
         raise ValueError("the records' parameters have different structures.")
     return _stacked([r.params for r in records])
-
-
-__all__ = [
-    "PER_MEMBER_FIELDS",
-    "Member",
-    "Population",
-    "PopulationError",
-    "ensemble_history",
-    "ensemble_members",
-    "fit_ensemble",
-    "fit_population",
-    "incompatibility",
-    "stack_params",
-    "train_seeds",
-]
