@@ -15,6 +15,12 @@ from typing import Any, ClassVar
 
 import optax
 
+
+class ConfigError(ValueError):
+    """A config that cannot run: a value out of bounds, inconsistent fields, or a window too
+    long for the data. A tuning trial with such a config fails; the study goes on."""
+
+
 DEFAULT_QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
 
 # Upper bounds that keep a single request from exhausting memory; generous for research use.
@@ -28,16 +34,16 @@ MAX_BATCH = 1_000_000
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
+        raise ConfigError(f"{name} must be an integer, got {value!r}.")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}.")
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}.")
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
 
 
 def _as_tuple(obj: Any, name: str) -> None:
@@ -79,21 +85,21 @@ class ModelConfig:
         _check_int("input_size", self.input_size, 1, MAX_INPUT_SIZE)
         qs = self.quantiles
         if not isinstance(qs, tuple) or not qs or len(qs) > 99:
-            raise ValueError(
+            raise ConfigError(
                 f"quantiles must be a non-empty tuple of at most 99 levels, got {qs!r}."
             )
         for q in qs:
             _check_float("each quantile", q, 1e-6, 1 - 1e-6)
         if any(b <= a for a, b in zip(qs, qs[1:], strict=False)):
-            raise ValueError(f"quantiles must be strictly increasing, got {qs}.")
+            raise ConfigError(f"quantiles must be strictly increasing, got {qs}.")
         for name in ("hist_exog", "futr_exog"):
             cols = getattr(self, name)
             if not all(isinstance(c, str) and c for c in cols):
-                raise ValueError(f"{name} must be a tuple of column names, got {cols!r}.")
+                raise ConfigError(f"{name} must be a tuple of column names, got {cols!r}.")
             if set(cols) & {"unique_id", "ds", "y"}:
-                raise ValueError(f"{name} cannot name unique_id, ds or y.")
+                raise ConfigError(f"{name} cannot name unique_id, ds or y.")
         if set(self.hist_exog) & set(self.futr_exog):
-            raise ValueError("a column cannot be both in hist_exog and futr_exog.")
+            raise ConfigError("a column cannot be both in hist_exog and futr_exog.")
 
     @property
     def median_index(self) -> int:
@@ -134,7 +140,7 @@ class NHITSConfig(ModelConfig):
         for b in self.n_blocks:
             _check_int("n_blocks per stack", b, 1, MAX_LAYERS)
         if len(self.pool_kernel_sizes) != n_stacks or len(self.freq_downsample) != n_stacks:
-            raise ValueError(
+            raise ConfigError(
                 "n_blocks, pool_kernel_sizes and freq_downsample must have one entry per stack."
             )
         for k in self.pool_kernel_sizes:
@@ -144,9 +150,9 @@ class NHITSConfig(ModelConfig):
         _check_int("mlp_units", self.mlp_units, 1, MAX_WIDTH)
         _check_int("n_mlp_layers", self.n_mlp_layers, 1, MAX_LAYERS)
         if self.pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}.")
+            raise ConfigError(f"pooling must be 'max' or 'avg', got {self.pooling!r}.")
         if self.interpolation not in ("linear", "nearest"):
-            raise ValueError(
+            raise ConfigError(
                 f"interpolation must be 'linear' or 'nearest', got {self.interpolation!r}."
             )
         _check_float("dropout", self.dropout, 0.0, 0.95)
@@ -201,7 +207,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         _check_int("max_steps", self.max_steps, 1, MAX_STEPS)
         if self.calibration is not None and self.calibration not in CALIBRATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"calibration must be one of {CALIBRATIONS} or None, got {self.calibration!r}."
             )
         if self.calibration_size is not None:
@@ -213,7 +219,7 @@ class TrainingConfig:
             _check_int("early_stopping_patience", self.early_stopping_patience, 1, MAX_STEPS)
         _check_int("seed", self.seed, 0, 2**31 - 1)
         if self.scaler not in SCALERS:
-            raise ValueError(f"scaler must be one of {SCALERS}, got {self.scaler!r}.")
+            raise ConfigError(f"scaler must be one of {SCALERS}, got {self.scaler!r}.")
         _check_int("checkpoint_every", self.checkpoint_every, 0, MAX_STEPS)
         if self.devices is not None:
             _check_int("devices", self.devices, 1, 4096)
@@ -280,9 +286,11 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.name!r}.")
+            raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.name!r}.")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}.")
+            raise ConfigError(
+                f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}."
+            )
         _check_float("learning_rate", self.learning_rate, 1e-9, 10.0)
         _check_float("weight_decay", self.weight_decay, 0.0, 10.0)
         _check_float("momentum", self.momentum, 0.0, 0.9999)
@@ -321,12 +329,12 @@ def config_from_dict(data: dict[str, Any], table: dict[str, type[ModelConfig]]) 
     data = dict(data)
     kind = data.pop("kind", None)
     if kind not in table:
-        raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(table)}.")
+        raise ConfigError(f"unknown model kind {kind!r}; known kinds: {sorted(table)}.")
     cls = table[kind]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown fields for {kind}: {sorted(unknown)}.")
+        raise ConfigError(f"unknown fields for {kind}: {sorted(unknown)}.")
     if "members" in data:  # an ensemble's member configs, kinds from the same table
         data["members"] = tuple(
             config_from_dict(m, table) if isinstance(m, dict) else m for m in data["members"]
@@ -339,11 +347,12 @@ def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}.")
+        raise ConfigError(f"unknown fields for {cls.__name__}: {sorted(unknown)}.")
     return cls(**data)
 
 
 __all__ = [
+    "ConfigError",
     "DEFAULT_QUANTILES",
     "ModelConfig",
     "NHITSConfig",
@@ -359,12 +368,12 @@ NBEATS_BASES = ("generic", "trend", "seasonality")
 
 def _check_no_exog(config: ModelConfig, *, allow_futr: bool = False) -> None:
     if config.hist_exog:
-        raise ValueError(
+        raise ConfigError(
             f"{config.kind} takes no historical exogenous columns (hist_exog); "
             "use nhits, lstm_attention, gru, tcn or transformer."
         )
     if config.futr_exog and not allow_futr:
-        raise ValueError(
+        raise ConfigError(
             f"{config.kind} takes no exogenous columns; "
             "use nhits, lstm_attention, gru, tcn, transformer or deepar."
         )
@@ -405,9 +414,9 @@ class NBEATSConfig(ModelConfig):
         _check_int("number of stacks", len(self.stack_types), 1, MAX_LAYERS)
         for stack_type in self.stack_types:
             if stack_type not in NBEATS_BASES:
-                raise ValueError(f"stack_types must be among {NBEATS_BASES}, got {stack_type!r}.")
+                raise ConfigError(f"stack_types must be among {NBEATS_BASES}, got {stack_type!r}.")
         if len(self.n_blocks) != len(self.stack_types):
-            raise ValueError("n_blocks must have one entry per stack type.")
+            raise ConfigError("n_blocks must have one entry per stack type.")
         for b in self.n_blocks:
             _check_int("n_blocks per stack", b, 1, MAX_LAYERS)
         _check_int("mlp_units", self.mlp_units, 1, MAX_WIDTH)
@@ -444,11 +453,11 @@ class LSTMAttentionConfig(ModelConfig):
         _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
         _check_int("n_heads", self.n_heads, 1, 64)
         if self.hidden_size % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be divisible by n_heads ({self.n_heads})."
             )
         if not isinstance(self.bidirectional, bool) or not isinstance(self.skip_connection, bool):
-            raise ValueError("bidirectional and skip_connection must be booleans.")
+            raise ConfigError("bidirectional and skip_connection must be booleans.")
         _check_decoder(self)
 
 
@@ -505,7 +514,7 @@ class TCNConfig(ModelConfig):
                 _check_int("dilation", d, 1, MAX_INPUT_SIZE)
             field = tcn_receptive_field(self.kernel_size, self.dilations)
             if field < self.input_size:
-                raise ValueError(
+                raise ConfigError(
                     f"the receptive field of dilations {self.dilations} ({field} steps) does not "
                     f"cover input_size ({self.input_size}); add blocks or leave dilations unset."
                 )
@@ -549,7 +558,7 @@ class DeepARConfig(ModelConfig):
         _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
         _check_float("dropout", self.dropout, 0.0, 0.95)
         if self.likelihood not in DEEPAR_LIKELIHOODS:
-            raise ValueError(
+            raise ConfigError(
                 f"likelihood must be one of {DEEPAR_LIKELIHOODS}, got {self.likelihood!r}."
             )
         _check_int("num_samples", self.num_samples, 1, 100_000)
@@ -586,7 +595,7 @@ class TransformerConfig(ModelConfig):
         _check_int("d_model", self.d_model, 1, MAX_WIDTH)
         _check_int("n_heads", self.n_heads, 1, 64)
         if self.d_model % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})."
             )
         _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
@@ -594,7 +603,7 @@ class TransformerConfig(ModelConfig):
         _check_int("patch_len", self.patch_len, 1, self.input_size)
         _check_int("patch_stride", self.patch_stride, 1, self.patch_len)
         if self.positional_encoding not in POSITIONAL_ENCODINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"positional_encoding must be one of {POSITIONAL_ENCODINGS}, "
                 f"got {self.positional_encoding!r}."
             )

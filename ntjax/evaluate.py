@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from ntjax import provenance
+from ntjax.config import ConfigError
 from ntjax.data.frame import validate
 from ntjax.data.scalers import inverse
 from ntjax.data.windows import Panel, channels, pack
@@ -28,7 +29,7 @@ def _check_history(panel: Panel, needed: int, what: str) -> None:
     short = [(u, int(n)) for u, n in zip(panel.ids, panel.lengths, strict=True) if n < needed]
     if short:
         names = ", ".join(f"{u!r} ({n} rows)" for u, n in short[:5])
-        raise ValueError(f"series too short for {what} (need {needed} rows): {names}.")
+        raise ConfigError(f"series too short for {what} (need {needed} rows): {names}.")
 
 
 def evaluate(

@@ -27,7 +27,10 @@ def pinball_loss(
       ``[..., n_quantiles]``: ``max(q * (y - p), (q - 1) * (y - p))``.
     """
     predictions = jnp.asarray(predictions)
-    q = jnp.asarray(quantiles, dtype=predictions.dtype)
+    # Levels broadcast over the leading axes explicitly (no implicit rank promotion).
+    q = jnp.asarray(quantiles, dtype=predictions.dtype).reshape(
+        (1,) * (predictions.ndim - 1) + (-1,)
+    )
     error = jnp.asarray(targets)[..., None] - predictions
     return jnp.maximum(q * error, (q - 1.0) * error)
 
@@ -69,10 +72,3 @@ def student_t_nll(
         - jnp.log(scale)
     )
     return -(log_norm - (dof + 1.0) / 2.0 * jnp.log1p(z**2 / dof))
-
-
-LOSSES = {
-    "mae": absolute_error,
-    "mse": squared_error,
-    "huber": huber_loss,
-}

@@ -16,6 +16,10 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
+# Implicit rank promotion in jax.numpy (e.g. [n] + [n, 1]) is a bug waiting for a shape
+# change: it raises in the tests.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom on a shrunken budget, so none of them rots."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -35,7 +34,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         if output.get("output_type") == "error"
     ]
     assert not errors
-    assert os.environ["NTJAX_NOTEBOOK_STEPS"] == "30"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.get("execution_count") for cell in code)  # every cell ran, in order
+    assert code[-1].get("outputs"), "the last cell shows its result"
 
 
 def test_there_are_four_notebooks():

@@ -223,7 +223,7 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(frame):
     assert state == "FAIL" and error.startswith("FloatingPointError")
     for lr in (1e-2, 10.0):
         state, error = by_point[(lr, 0)]
-        assert state == "FAIL" and error.startswith("ValueError") and "n_mlp_layers" in error
+        assert state == "FAIL" and error.startswith("ConfigError") and "n_mlp_layers" in error
     assert result.best_params["optimizer.learning_rate"] == 1e-2
 
 

@@ -12,6 +12,7 @@ from ntjax.models import get_model
 from ntjax.train.population import (
     Member,
     PopulationError,
+    _run,
     fit_population,
     incompatibility,
     stack_params,
@@ -137,3 +138,60 @@ def test_dropout_outside_nn_dropout_cannot_vary_per_member():
     ]
     with pytest.raises(PopulationError, match="outside nn.Dropout"):
         fit_population(sine_frame(n_series=1, length=80), members)
+
+
+def test_a_diverging_loss_fails_the_same_way_alone_and_in_a_population():
+    # The member that diverges in the population raises the same error when fitted alone:
+    # one loop decides both (a single fit is a population of one).
+    frame = sine_frame(n_series=2, length=120).with_columns(pl.col("y") * 1e4)
+    training = dataclasses.replace(TRAINING, scaler="identity", seed=1)
+    optimizer = nt.OptimizerConfig(name="sgd", grad_clip=None, learning_rate=10.0)
+    population = fit_population(frame, [Member(TINY, training, optimizer)])
+    with pytest.raises(FloatingPointError) as alone:
+        nt.train(frame, TINY, training, optimizer)
+    assert str(alone.value) == str(population.errors[0])
+    assert population.records[0].error == f"FloatingPointError: {alone.value}"
+
+
+def test_a_killed_population_resumes_from_its_checkpoint(tmp_path):
+    frame = sine_frame(n_series=2, length=120)
+    members = [_member(seed, lr) for seed, lr in [(0, 1e-3), (1, 3e-3)]]
+    uninterrupted = fit_population(frame, members)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, train_loss, val_loss):
+        if step == 30:
+            raise Killed
+
+    folder = str(tmp_path / "ckpt")
+    resumable = [m._replace(training=dataclasses.replace(
+        m.training, checkpoint_every=20, checkpoint_dir=folder)) for m in members]  # fmt: skip
+    with pytest.raises(Killed):
+        _run(frame, resumable, on_check=kill)
+    resumed = fit_population(frame, resumable)
+    for before, after in zip(uninterrupted.records, resumed.records, strict=True):
+        assert after.history["val_loss"] == before.history["val_loss"]
+        for x, y in zip(_leaves(before.params), _leaves(after.params), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_killed_stacked_ensemble_resumes_from_its_checkpoint(tmp_path):
+    frame = sine_frame(n_series=2, length=120)
+    training = dataclasses.replace(TRAINING, checkpoint_every=20)
+    whole = nt.train(frame, TINY, training, ensemble_size=2)
+
+    class Killed(Exception):
+        pass
+
+    def kill(progress):
+        if progress.step == 20:
+            raise Killed
+
+    resumable = dataclasses.replace(training, checkpoint_dir=str(tmp_path / "ckpt"))
+    with pytest.raises(Killed):
+        nt.train(frame, TINY, resumable, ensemble_size=2, callbacks=[kill])
+    resumed = nt.train(frame, TINY, resumable, ensemble_size=2)
+    for x, y in zip(_leaves(whole.params), _leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(x, y)

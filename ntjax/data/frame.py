@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ntjax.config import ConfigError
+
 REQUIRED = ("unique_id", "ds", "y")
 
 
@@ -28,11 +30,6 @@ def to_polars(df: Any) -> pl.DataFrame:
     if isinstance(df, dict):
         return pl.DataFrame(df)
     raise ValueError(f"expected a polars or pandas DataFrame, got {type(df).__name__}.")
-
-
-def _bad_series(frame: pl.DataFrame, mask: pl.Expr, limit: int = 5) -> str:
-    ids = frame.filter(mask)["unique_id"].unique(maintain_order=True).head(limit).to_list()
-    return ", ".join(repr(i) for i in ids)
 
 
 def validate(
@@ -117,7 +114,7 @@ def validate_runs(
     if min_length is not None and runs.lengths.min() < min_length:
         short = np.flatnonzero(runs.lengths < min_length)[:5]
         names = ", ".join(f"{runs.ids[i]!r} ({runs.lengths[i]} rows)" for i in short)
-        raise ValueError(f"series shorter than {length_reason} = {min_length}: {names}.")
+        raise ConfigError(f"series shorter than {length_reason} = {min_length}: {names}.")
     return frame, runs
 
 

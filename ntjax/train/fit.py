@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
+from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.models.ensemble import EnsembleConfig
 from ntjax.record import ModelRecord
 from ntjax.train import loop
@@ -69,7 +69,7 @@ def fit(
     trainer = Trainer(config, training, optimizer)
     data = trainer.replicate(prepared.data)
     if int(prepared.data.n_windows) == 0:
-        raise ValueError("no training windows: the series are too short for this config.")
+        raise ConfigError("no training windows: the series are too short for this config.")
     init_key, loop_key = jax.random.split(jax.random.key(training.seed))
     state = trainer.init_state(init_key, init_from.params if init_from is not None else None)
     checkpointer = None

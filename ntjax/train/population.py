@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
+from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
 from ntjax.models import dummy_inputs, spec_for
 from ntjax.record import ModelRecord, utc_now
@@ -209,7 +209,7 @@ def _run(
     prepared = prepare(df, config, training, scaler=scaler)
     data: TrainingData = prepared.data
     if int(data.n_windows) == 0:
-        raise ValueError("no training windows: the series are too short for this config.")
+        raise ConfigError("no training windows: the series are too short for this config.")
 
     # The keys of each member are those fit() derives from its seed.
     init_keys, run_keys = zip(
@@ -360,7 +360,8 @@ def fit_ensemble(
     Args:
       df: long frame ``unique_id, ds, y``.
       config: the stacked ``EnsembleConfig``.
-      training, optimizer: shared by the members (checkpoints as for a single fit).
+      training: shared by the members (checkpoints as for a single fit).
+      optimizer: shared by the members.
       init_from: a record of the same config to warm-start from (its scaler is kept).
       callbacks: called with the members' mean ``Progress`` at each validation check; may raise
         to stop the run.
@@ -466,8 +467,9 @@ def train_seeds(
 
     Args:
       df: long frame.
-      config, training, optimizer: shared by every member; ``training.seed`` is replaced by
-        each of ``seeds``.
+      config: shared by every member.
+      training: shared by every member; its ``seed`` is replaced by each of ``seeds``.
+      optimizer: shared by every member.
       seeds: one seed per member.
 
     Returns:

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from ntjax import provenance
-from ntjax.config import ModelConfig, TrainingConfig
+from ntjax.config import ConfigError, ModelConfig, TrainingConfig
 from ntjax.data.frame import validate
 from ntjax.data.scalers import ScalerState, fit_scaler, transform
 from ntjax.data.windows import Panel, channels, pack
@@ -74,7 +74,7 @@ def validation_starts(
     horizon, size = config.horizon, config.input_size
     n_time = panel.n_time if end is None else end
     if val_size < horizon:
-        raise ValueError(f"val_size ({val_size}) must be 0 or at least the horizon ({horizon}).")
+        raise ConfigError(f"val_size ({val_size}) must be 0 or at least the horizon ({horizon}).")
     n_cut = val_size - horizon + 1
     stride = max(1, math.ceil(n_cut / 64))
     cutoffs = np.arange(n_time - val_size, n_time - horizon + 1, stride)
