@@ -10,7 +10,7 @@ on the 7-series frame, peak RSS; with --vs-neuralforecast (when installed) neura
 windows/s on the same config and the speed-up.
 Also: streaming tick latency (1 and 100 series, NHITS horizon 24 / input 168 by default),
 K=8 vmapped ensemble training against 8 sequential runs, and the store timings
-(ntjax._bench_store.measure_store: warm load, load + first forecast in a new process).
+(_bench_store.measure_store: warm load, load + first forecast in a new process).
 Expected on the 2-core CPU: ~10,000 windows/s, predict p50 well under 0.5 ms, forecast ~1-2 ms,
 peak RSS < 1 GB. Run time: a few minutes.
 machine_before_latency / machine_after_latency give the machine's speed around the latency
@@ -23,8 +23,10 @@ import json
 import sys
 from pathlib import Path
 
+import _benchmark as benchmark
+from _bench_store import measure_store
+
 import ntjax as nt
-from ntjax import benchmark
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -76,8 +78,6 @@ def main() -> None:
         steps=args.ensemble_steps,
     )
     if not args.skip_store:
-        from ntjax._bench_store import measure_store
-
         report["store"] = measure_store(runs=3, repeats=100)
     if args.vs_neuralforecast:
         report["neuralforecast"] = benchmark.neuralforecast_throughput(

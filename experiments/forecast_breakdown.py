@@ -22,11 +22,11 @@ import json
 import sys
 from pathlib import Path
 
+import _benchmark as benchmark
 import numpy as np
 
 import ntjax as nt
 import ntjax.predict
-from ntjax import benchmark
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -36,7 +36,6 @@ from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.crossval import cross_validation
 from ntjax.data.frame import to_polars, validate
 from ntjax.data.windows import pack
-from ntjax.models import make_config
 from ntjax.predict.inputs import quantile_columns
 from ntjax.registry import ModelRecord
 
@@ -68,8 +67,9 @@ class ForecastReturns(NamedTuple):
 
     Attributes:
       median: median forecast return ``y_hat[t + 1] / p[t] - 1``.
-      lower, upper: bounds of the strategy's central interval as returns (None for strategies
+      lower: lower bound of the strategy's central interval as returns (None for strategies
         without an interval).
+      upper: upper bound of that interval as returns (None likewise).
     """
 
     median: np.ndarray
@@ -372,7 +372,8 @@ def walk_forward(
         horizon of every forecast against observed rows.
       levels: central interval levels to add as ``lo_L``/``hi_L`` (prices).
       transform: how the model sees prices: ``identity`` or ``log`` (see the module docstring).
-      training, optimizer: configs of the fits (default: the record's, else the defaults).
+      training: training config of the fits (default: the record's, else the defaults).
+      optimizer: optimizer config of the fits (default: the record's, else the defaults).
       embargo: steps after the record's trained end that still count as in sample.
       allow_in_sample: trade on forecasts of periods the record was fitted on anyway (flagged
         in ``in_sample``); without it a ``start`` inside the record's training span is refused
@@ -645,83 +646,6 @@ def backtest(
     )
 
 
-def _json_number(value: Any) -> Any:
-    """JSON has no NaN or infinity: undefined metrics become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def backtest_command(args: Any, store: Any, prices: Any) -> dict[str, Any]:
-    """``ntjax backtest``: the handler the CLI calls with its parsed arguments.
-
-    Args:
-      args: namespace with ``model_id`` (id or alias) or ``model`` (a family name, fitted
-        walk-forward, with ``horizon``, ``input_size`` (None: 5 x horizon), ``quantiles``
-        (None: the family's), ``max_steps``, ``batch_size``, ``seed``, ``no_progress``), and
-        ``strategy``, ``long_only``, ``max_leverage``, ``level`` (None: the strategy's),
-        ``cost_bps``, ``slippage_bps``, ``refit_every``, ``start``, ``end``, ``transform``,
-        ``periods_per_year``, ``risk_free``, ``plot`` (PNG path or None).
-      store: an ``ntjax.store.Store`` (used with ``model_id``; may be None with ``model``).
-      prices: long frame of one price series (the CLI's ``read_frame`` output).
-
-    Returns:
-      JSON-ready ``metrics`` (undefined ones null), ``strategy``, ``model``, ``start`` (first
-      decision), ``end`` (last period end), ``n_periods`` and ``plot``.
-    """
-    if args.model_id is not None:
-        model_id = store.resolve(args.model_id)
-        record_or_config: ModelConfig | ModelRecord = store.load(model_id)
-        training = None
-        model: dict[str, Any] = {"model_id": model_id}
-    else:
-        fields: dict[str, Any] = {
-            "horizon": args.horizon,
-            "input_size": args.input_size or 5 * args.horizon,
-        }
-        if args.quantiles is not None:
-            fields["quantiles"] = tuple(args.quantiles)
-        record_or_config = make_config(args.model, **fields)
-        training = TrainingConfig(
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
-        model = record_or_config.to_dict()
-    options: dict[str, Any] = {"long_only": args.long_only, "max_leverage": args.max_leverage}
-    if args.level is not None:
-        options["level"] = args.level
-    strategy = make_strategy(args.strategy, **options)
-    result = backtest(
-        record_or_config,
-        prices,
-        strategy=strategy,
-        cost_bps=args.cost_bps,
-        slippage_bps=args.slippage_bps,
-        refit_every=args.refit_every,
-        start=args.start,
-        end=args.end,
-        transform=args.transform,
-        periods_per_year=args.periods_per_year,
-        risk_free=args.risk_free,
-        training=training,
-        embargo=args.embargo,
-        allow_in_sample=args.allow_in_sample,
-    )
-    if args.plot:
-        result.plot().savefig(args.plot, dpi=110)
-    return {
-        "metrics": {k: _json_number(v) for k, v in result.metrics.items()},
-        "strategy": strategy.to_dict(),
-        "model": model,
-        "start": str(result.forecasts["ds"][0]),
-        "end": str(result.equity["ds"][-1]),
-        "n_periods": result.equity.height,
-        "plot": args.plot,
-    }
-
-
 __all__ = [
     "PRICE_TRANSFORMS",
     "PriceTransform",
@@ -734,7 +658,6 @@ __all__ = [
     "SizedStrategy",
     "StrategyConfig",
     "backtest",
-    "backtest_command",
     "compare_strategies",
     "make_strategy",
     "plot_equities",

@@ -76,7 +76,8 @@ def cross_validation(
       n_windows: number of cutoffs per series.
       step_size: stride between cutoffs (default: the horizon).
       refit: False for one fit; an int ``k`` to refit every ``k`` windows (True means 1).
-      training, optimizer: configs of the fits (default: the record's, else the defaults).
+      training: training config of the fits (default: the record's, else the defaults).
+      optimizer: optimizer config of the fits (default: the record's, else the defaults).
       levels: interval levels to add as ``lo_L``/``hi_L``.
       embargo: steps after each series' trained end that still count as in sample.
       allow_in_sample: forecast targets the record was fitted on anyway, flagged per row.

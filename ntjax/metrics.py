@@ -82,7 +82,8 @@ def mase(y: ArrayLike, y_hat: ArrayLike, *, scale: ArrayLike) -> float:
     """Mean absolute scaled error.
 
     Args:
-      y, y_hat: ``[n_series, ...]`` actual and predicted values.
+      y: ``[n_series, ...]`` actual values.
+      y_hat: ``[n_series, ...]`` predicted values.
       scale: ``[n_series]`` in-sample naive MAE of each series (``naive_scale``).
 
     Returns:
@@ -237,8 +238,8 @@ def msis(
 
     Args:
       y: ``[n_series, ...]`` actual values.
-      lower, upper: ``[n_series, ...]`` interval bounds (the ``alpha / 2`` and ``1 - alpha / 2``
-        quantiles).
+      lower: ``[n_series, ...]`` lower interval bounds (the ``alpha / 2`` quantiles).
+      upper: ``[n_series, ...]`` upper interval bounds (the ``1 - alpha / 2`` quantiles).
       scale: ``[n_series]`` in-sample seasonal-naive MAE of each series (``naive_scale``).
       alpha: miss rate of the interval, in (0, 1) (0.05 for a 95% interval).
 
@@ -289,7 +290,8 @@ def forecast_metrics(
     """Every forecast metric at once.
 
     Args:
-      y, y_hat: ``[n_series, ...]``.
+      y: ``[n_series, ...]`` actual values.
+      y_hat: ``[n_series, ...]`` point forecasts.
       mase_scale: ``[n_series]`` naive in-sample MAE per series.
       intervals: level -> (lower, upper), each shaped like ``y``.
       quantile_preds: ``[n_series, ..., n_quantiles]`` predicted quantiles (with ``quantiles``).
@@ -375,7 +377,8 @@ def forecast_metrics_by_horizon(
     divide by the same per-series ``mase_scale`` at every step.
 
     Args:
-      y, y_hat: ``[n_series, n_cutoffs, horizon]``.
+      y: ``[n_series, n_cutoffs, horizon]`` actual values.
+      y_hat: ``[n_series, n_cutoffs, horizon]`` point forecasts.
       mase_scale: ``[n_series]`` naive in-sample MAE per series.
       intervals: level -> (lower, upper), each ``[n_series, n_cutoffs, horizon]``.
       quantile_preds: ``[n_series, n_cutoffs, horizon, n_quantiles]`` (with ``quantiles``).

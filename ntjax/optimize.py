@@ -17,12 +17,11 @@ during training so that a pruner can stop the bad ones; a trial whose loss becom
 config is invalid is recorded as failed and the study goes on. The study lives in an optuna
 storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work on one study
 (``optimize_workers``). With ``population=K``, trials that differ only in seed, learning rate
-and dropout are trained K at a time as one vmapped program (``ntjax.population``).
+and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -41,15 +40,21 @@ import optuna
 import polars as pl
 from sqlalchemy.engine import make_url
 
-from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig, dataclass_from_dict
+from ntjax.config import (
+    ConfigError,
+    ModelConfig,
+    OptimizerConfig,
+    TrainingConfig,
+    dataclass_from_dict,
+)
 from ntjax.crossval import cross_validation, drop_last
 from ntjax.data.frame import validate
 from ntjax.evaluate import evaluate
 from ntjax.metrics import forecast_metrics, naive_scale
 from ntjax.models import CONFIGS, make_config
-from ntjax.population import PER_MEMBER_FIELDS, Member, PopulationError, fit_population
 from ntjax.registry import ModelRecord, new_id
 from ntjax.train import Progress, fit
+from ntjax.train.population import PER_MEMBER_FIELDS, Member, PopulationError, fit_population
 
 _log = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
 SECTIONS = {"training": TrainingConfig, "optimizer": OptimizerConfig}
 # Fields a trial must not set: they would make trials write over each other or print bars.
 _RESERVED = {"training.checkpoint_dir", "training.checkpoint_every", "training.progress"}
-# The keys a population may vary: each member holds its own value (see ntjax.population).
+# The keys a population may vary: each member holds its own value (see ntjax.train.population).
 POPULATION_KEYS = frozenset(
     f"{section}.{name}" for section, names in PER_MEMBER_FIELDS.items() for name in names
 )
@@ -97,7 +102,11 @@ class Dimension:
       name: the space key, e.g. ``optimizer.learning_rate``.
       value: the fixed value (when ``choices`` and ``low`` are None).
       choices: candidate values of a ``choice``.
-      low, high, log, step: a range; integer when ``low``, ``high`` (and ``step``) are ints.
+      low: lower end of a range; the range is integer when ``low``, ``high`` (and ``step``)
+        are ints.
+      high: upper end of a range.
+      log: sample the range on a log scale.
+      step: spacing of a discretised range.
     """
 
     name: str
@@ -436,8 +445,10 @@ def _objective(setup: _Study) -> Callable[[optuna.Trial], float]:
     return objective
 
 
-# Errors that fail one trial and let the study go on (anything else stops the study).
-_TRIAL_ERRORS = (FloatingPointError, ValueError)
+# Errors that fail one trial and let the study go on: a diverging run, or a config that cannot
+# run on the data (out of bounds, inconsistent, windows too long). Anything else (a bug) stops
+# the study with its own traceback.
+_TRIAL_ERRORS = (FloatingPointError, ConfigError)
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
@@ -469,7 +480,7 @@ def _run_population_round(setup: _Study, size: int) -> None:
         trial.set_user_attr("pid", os.getpid())
         try:
             members.append((trial, Member(*setup.configs(setup.sample(trial)))))
-        except ValueError as error:
+        except ConfigError as error:
             _fail(study, trial, error)
     if not members:
         return
@@ -751,8 +762,9 @@ def optimize(
       cv_step_size: stride of those windows (default the horizon).
       population: train up to this many trials at once as one vmapped program when every
         varying key is a seed, learning rate or dropout; otherwise trials run one by one.
-      training, optimizer: base configs the space overrides (default: trials hold out one
+      training: base training config the space overrides (default: trials hold out one
         horizon of the training part for their validation loss, with no progress bar).
+      optimizer: base optimizer config the space overrides.
       store_root: folder whose ``optuna.sqlite3`` holds the study when ``storage`` is None.
       refit: refit the best parameters on all of ``df`` (``OptimizeResult.best``).
 
@@ -822,11 +834,11 @@ def optimize_workers(
     grid); each worker is a new Python process (``worker_main([JOB, WORKER])``) that reads
     the data from a Parquet copy and samples with seed ``seed + worker + 1``. Other
     machines can join the same study with ``optimize(..., storage=URL, study_name=NAME)``.
+    The other arguments are those of ``optimize``.
 
     Args:
       workers: number of processes.
       storage: an optuna RDB URL every worker can reach (default ``store_root``'s SQLite file).
-      Other arguments: as ``optimize``.
 
     Raises:
       ValueError: no storage, a bad option, or no trial completed.
@@ -895,7 +907,7 @@ def _worker_main(job_path: str, index: int) -> None:
     _run_trials(setup, job["shares"][index])
 
 
-# --- Command line. ---------------------------------------------------------------------------
+# --- The default search space of `ntjax optimize`; a worker process's entry point. ----------
 
 
 def default_space(model: str, *, horizon: int, max_steps: int = 300) -> dict[str, Any]:
@@ -907,49 +919,6 @@ def default_space(model: str, *, horizon: int, max_steps: int = 300) -> dict[str
         "optimizer.learning_rate": {"choice": [3e-4, 1e-3, 3e-3]},
         "training.max_steps": max_steps,
     }
-
-
-def optimize_command(
-    args: argparse.Namespace,
-    frame: pl.DataFrame,
-    *,
-    store_root: str | os.PathLike,
-    save: Callable[[ModelRecord], Any] | None = None,
-) -> dict[str, Any]:
-    """``ntjax optimize``: runs a study on ``frame`` (with ``--workers N`` processes), hands
-    the refit best model to ``save`` (the store's) and returns the result as JSON data.
-
-    ``args`` carries ``model, method, n_trials, space (a JSON file or None), workers, storage,
-    study_name, metric, seed, pruner, valid_size, cv_windows, population, horizon,
-    max_steps``; the study lives in ``storage``, else in ``store_root``'s SQLite file.
-    """
-    if args.space is not None:
-        space = json.loads(Path(args.space).read_text())
-        if not isinstance(space, dict):
-            raise ValueError(f"{args.space} must hold a JSON object (the search space).")
-        if args.model is not None:
-            space["model"] = args.model
-    else:
-        space = default_space(args.model or "nhits", horizon=args.horizon, max_steps=args.max_steps)
-    options = {
-        "method": args.method,
-        "n_trials": args.n_trials,
-        "metric": args.metric,
-        "storage": args.storage or default_storage(store_root),
-        "study_name": args.study_name,
-        "seed": args.seed,
-        "pruner": args.pruner,
-        "valid_size": args.valid_size,
-        "cv_windows": args.cv_windows,
-        "population": args.population,
-    }
-    if args.workers > 1:
-        result = optimize_workers(frame, space, workers=args.workers, **options)
-    else:
-        result = optimize(frame, space, **options)
-    if save is not None and result.best is not None:
-        save(result.best)
-    return result.to_dict()
 
 
 def worker_main(argv: Sequence[str]) -> int:
@@ -973,7 +942,6 @@ __all__ = [
     "default_storage",
     "grid_size",
     "optimize",
-    "optimize_command",
     "optimize_workers",
     "parse_space",
     "worker_main",

@@ -4,9 +4,6 @@ from (its provenance, ``ntjax.provenance``, and how its intervals are calibrated
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,27 +11,10 @@ from typing import Any
 import polars as pl
 
 from ntjax import provenance
+from ntjax._ids import STATUSES, check_id, new_id, utc_now
 from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.scalers import ScalerState
 from ntjax.models import count_params
-
-STATUSES = ("training", "trained", "failed")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def check_id(model_id: Any) -> str:
-    """Accepts only canonical lowercase UUID4 strings (the only ids ntjax issues)."""
-    if not isinstance(model_id, str) or not _UUID.fullmatch(model_id):
-        raise ValueError(f"model id must be a canonical lowercase UUID4, got {model_id!r}.")
-    return model_id
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,8 +30,10 @@ class ModelRecord:
       status: ``training``, ``trained`` or ``failed``.
       metrics: scalar results (losses, evaluation metrics, timings).
       history: ``{"step": [...], "train_loss": [...], "val_loss": [...]}``.
-      training, optimizer: the configs the model was fitted with.
-      created_at, updated_at: UTC ISO-8601.
+      training: the training config the model was fitted with.
+      optimizer: the optimizer config the model was fitted with.
+      created_at: UTC ISO-8601.
+      updated_at: UTC ISO-8601.
       parent_id: the record this one was fine-tuned from.
       data_fingerprint: sha256 of the training data.
       version: ntjax version that trained it.

@@ -1,9 +1,7 @@
 """Walk-forward backtest: no look-ahead, exact accounting, strategies, plot, CLI handler."""
 
-import argparse
 import datetime as dt
 import importlib.util
-import json
 import math
 import statistics
 from pathlib import Path
@@ -21,7 +19,6 @@ from ntjax.backtest import (
     SignStrategy,
     SizedStrategy,
     backtest,
-    backtest_command,
     compare_strategies,
     make_strategy,
     simulate,
@@ -341,29 +338,6 @@ def test_bad_inputs_give_clear_errors(record, prices, forecasts):
         SignStrategy(max_leverage=-1.0)
     with pytest.raises(ValueError, match="cost_bps"):
         simulate(forecasts, cost_bps=-1)
-
-
-def test_backtest_command_trains_and_prints_json(prices, tmp_path):
-    wide = prices.select(Date=pl.col("ds").dt.date().cast(pl.String), Close=pl.col("y"))
-    long = nt.from_wide(wide, time_col="Date", value_cols="Close")
-    args = argparse.Namespace(
-        model_id=None, model="nhits", horizon=2, input_size=16, quantiles=(0.1, 0.5, 0.9),
-        max_steps=20, batch_size=32, seed=0, no_progress=True, start="2021-04-01", end=None,
-        strategy="interval", long_only=True, max_leverage=1.0, level=80.0, cost_bps=5.0,
-        slippage_bps=0.0, refit_every=None, transform="log", periods_per_year=252,
-        risk_free=0.0, plot=str(tmp_path / "plot.png"), embargo=0, allow_in_sample=False,
-    )  # fmt: skip
-    out = backtest_command(args, None, long)
-    text = json.dumps(out, allow_nan=False)
-    assert json.loads(text)["strategy"] == {
-        "kind": "interval", "long_only": True, "max_leverage": 1.0, "level": 80.0,
-    }  # fmt: skip
-    assert out["model"]["input_size"] == 16
-    assert out["start"].startswith("2021-04-01")
-    assert out["n_periods"] == N_ROWS - 2 - 90  # decisions from row 90 to row N - h - 1
-    assert (tmp_path / "plot.png").exists()
-    with pytest.raises(ValueError, match="has no field"):
-        backtest_command(argparse.Namespace(**{**vars(args), "strategy": "sign"}), None, long)
 
 
 # --- the experiment, shrunk ----------------------------------------------------------------------

@@ -1,4 +1,3 @@
-import argparse
 import itertools
 import json
 import logging
@@ -18,7 +17,6 @@ from ntjax.optimize import (
     configs_from_params,
     grid_size,
     optimize,
-    optimize_command,
     optimize_workers,
     parse_space,
 )
@@ -291,24 +289,6 @@ def test_two_worker_processes_share_one_study(frame, tmp_path):
     assert len(study.trials) == 3
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2
     assert result.best_score == pytest.approx(study.best_value)
-
-
-def test_optimize_command_returns_json_and_keeps_the_study(frame, tmp_path):
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps({**BASE, "optimizer.learning_rate": {"choice": [1e-3, 1e-2]}}))
-    saved = []
-    args = argparse.Namespace(
-        model="nhits", method="grid", n_trials=5, space=str(space), workers=1, storage=None,
-        study_name="cli", metric="mae", seed=0, pruner="median", valid_size=None,
-        cv_windows=None, population=None, horizon=24, max_steps=300,
-    )  # fmt: skip
-    out = optimize_command(args, frame, store_root=tmp_path / "store", save=saved.append)
-    assert json.loads(json.dumps(out)) == out
-    assert out["n_trials"] == 2 and out["states"] == {"COMPLETE": 2}
-    assert out["best_model_id"] == saved[0].id
-    assert out["storage"] == f"sqlite:///{(tmp_path / 'store').resolve() / 'optuna.sqlite3'}"
-    study = optuna.load_study(study_name="cli", storage=out["storage"])
-    assert len(study.trials) == 2
 
 
 @pytest.mark.slow

@@ -69,7 +69,8 @@ def fit_scaler(
     Args:
       kind: identity, standard, robust or minmax.
       values: ``[n_series, time, n_channels]`` with NaN where a series has no data.
-      ids, columns: names of the series and channels.
+      ids: names of the series.
+      columns: names of the channels.
     """
     if kind not in _FITS:
         raise ValueError(f"scaler must be one of {sorted(_FITS)}, got {kind!r}.")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from ntjax.config import ModelConfig, _check_int
+from ntjax.config import ConfigError, ModelConfig, _check_int
 from ntjax.models._common import Inputs, Params, as_inputs
 
 # The closed table's lookup (``ntjax.models.spec_for``), handed in by the table: members are
@@ -53,28 +53,28 @@ class EnsembleConfig(ModelConfig):
         members = tuple(self.members)
         object.__setattr__(self, "members", members)
         if not members or not all(isinstance(m, ModelConfig) for m in members):
-            raise ValueError("an ensemble needs at least one member config.")
+            raise ConfigError("an ensemble needs at least one member config.")
         if any(isinstance(m, EnsembleConfig) for m in members):
-            raise ValueError("ensembles cannot be nested.")
+            raise ConfigError("ensembles cannot be nested.")
         _check_int("ensemble size", self.size, 1, 1024)
         if self.size > 1 and len(members) != 1:
-            raise ValueError("a stacked ensemble (size > 1) has exactly one member config.")
+            raise ConfigError("a stacked ensemble (size > 1) has exactly one member config.")
         for m in members:
             if m.horizon != self.horizon or m.quantiles != self.quantiles:
-                raise ValueError("ensemble members must share the horizon and the quantiles.")
+                raise ConfigError("ensemble members must share the horizon and the quantiles.")
             if (m.hist_exog, m.futr_exog) != (self.hist_exog, self.futr_exog):
-                raise ValueError("ensemble members must use the same exogenous columns.")
+                raise ConfigError("ensemble members must use the same exogenous columns.")
             if m.input_size > self.input_size:
-                raise ValueError("the ensemble's input_size must cover every member's.")
+                raise ConfigError("the ensemble's input_size must cover every member's.")
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
+            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.method == "weighted":
             if (
                 len(self.weights) != self.n_members
                 or min(self.weights) < 0
                 or sum(self.weights) <= 0
             ):
-                raise ValueError("weighted ensembles need one non-negative weight per member.")
+                raise ConfigError("weighted ensembles need one non-negative weight per member.")
             # Kept as given (normalised where used), so a saved config reloads equal.
             object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
 
@@ -173,7 +173,7 @@ def loss(
     is its own. Stacked ensembles never come here: ``ntjax.train.fit`` trains them as a
     population (``ntjax.train.population.fit_ensemble``), one vmapped step per member."""
     if config.size > 1:
-        raise ValueError(
+        raise ConfigError(
             "a stacked ensemble trains through ntjax.train.population.fit_ensemble (nt.train with "
             "ensemble_size), not through its loss."
         )

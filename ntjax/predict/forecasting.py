@@ -40,8 +40,8 @@ def forecast(
     Args:
       record: a trained ``ModelRecord``.
       df: long frame with at least ``input_size`` points per series (+ exogenous columns); a
-        rolling-calibrated record needs ``ntjax.calibrate.history_needed(record)`` (input_size +
-        horizon + window, + window when gamma > 0).
+        rolling-calibrated record needs ``ntjax.predict.conformal.history_needed(record)``
+        (input_size + horizon + window, + window when gamma > 0).
       levels: central interval levels, e.g. ``(80, 95)``; the model's quantiles must include
         their bounds.
       futr_df: future values of the config's ``futr_exog`` columns over the horizon.

@@ -14,7 +14,8 @@ import pytest
 from conftest import sine_frame
 
 import ntjax as nt
-from ntjax import cli
+from ntjax.cli.main import COMMANDS, Command, UsageError, build_parser, main
+from ntjax.cli.readers import read_frame
 from ntjax.registry import new_id, utc_now
 from ntjax.store import Store
 
@@ -29,7 +30,7 @@ def run(*args: str) -> tuple[int, str, str]:
     """Runs ``ntjax ARGS`` in this process; returns (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
+        code = main([str(a) for a in args])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -317,21 +318,20 @@ def test_the_real_command_in_a_new_process(trained, tmp_path):
 
 
 def test_subcommands_are_a_table(tmp_path):
-    assert set(cli.COMMANDS) >= {"train", "forecast", "evaluate", "status", "alias", "demo"}
+    assert set(COMMANDS) >= {"train", "forecast", "evaluate", "status", "alias", "demo"}
 
     def add_arguments(parser):
         parser.add_argument("--word", required=True)
 
-    echo = cli.Command("echo a word", add_arguments, lambda args: {"word": args.word})
+    echo = Command("echo a word", add_arguments, lambda args: {"word": args.word})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(cli.COMMANDS, "echo", echo)
+        patch.setitem(COMMANDS, "echo", echo)
         code, out, _ = run("echo", "--word", "hi", "--store", tmp_path)
     assert code == 0 and json.loads(out) == {"word": "hi"}
 
 
 @pytest.mark.slow
 def test_demo_prints_its_report(tmp_path):
-    pytest.importorskip("ntjax.demo", reason="ntjax/demo.py is not in this checkout yet")
     code, out, err = run("demo", "--output-dir", tmp_path, "--max-steps", "20")
     assert code == 0, err
     assert out.strip()
@@ -360,12 +360,12 @@ def yahoo_csv(path, n_days: int = 320) -> None:
 def test_read_frame_reads_a_yahoo_export_with_null_rows(tmp_path):
     data = tmp_path / "btc.csv"
     yahoo_csv(data)
-    close = cli.read_frame(data, time_col="Date", target="Close")
+    close = read_frame(data, time_col="Date", target="Close")
     assert close.schema["y"] == pl.Float64 and close.height == 320
     null_days = close.filter(pl.col("y").is_null())["ds"].to_list()
     assert null_days == [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in NULL_DAYS]
     assert close["y"][0] == pytest.approx(7005.0)
-    every = cli.read_frame(data, time_col="Date")  # every numeric column, Volume as numbers
+    every = read_frame(data, time_col="Date")  # every numeric column, Volume as numbers
     assert every["unique_id"].unique(maintain_order=True).to_list() == [
         "Open", "High", "Low", "Close", "Adj Close", "Volume",
     ]  # fmt: skip
@@ -375,7 +375,7 @@ def test_read_frame_reads_a_yahoo_export_with_null_rows(tmp_path):
 def test_read_frame_reads_fred_and_stooq_exports(tmp_path):
     fred = tmp_path / "DEXUSEU.csv"
     fred.write_text("DATE,DEXUSEU\n2020-01-01,.\n2020-01-02,1.1193\n2020-01-03,1.1147\n")
-    rates = cli.read_frame(fred, time_col="DATE")
+    rates = read_frame(fred, time_col="DATE")
     assert rates["unique_id"].to_list() == ["DEXUSEU"] * 3
     assert rates["y"].to_list() == [None, 1.1193, 1.1147]
     stooq = tmp_path / "spy_us_d.csv"
@@ -383,7 +383,7 @@ def test_read_frame_reads_fred_and_stooq_exports(tmp_path):
         "Date,Open,High,Low,Close,Volume\n2020-01-02,323.5,324.9,322.5,324.9,59151200\n"
         "2020-01-03,321.2,323.6,321.1,322.4,77709700\n"
     )
-    close = cli.read_frame(stooq, time_col="Date", target="Close")
+    close = read_frame(stooq, time_col="Date", target="Close")
     assert close["y"].to_list() == [324.9, 322.4]
     assert close.schema["ds"] in (pl.Date, pl.Datetime("us"))
 
@@ -391,18 +391,18 @@ def test_read_frame_reads_fred_and_stooq_exports(tmp_path):
 def test_read_frame_keeps_text_and_names_what_it_cannot_read(tmp_path):
     long = tmp_path / "long.csv"
     long.write_text("unique_id,ds,y,sector\nNA,1,1.5,-\nNA,2,N/A,tech\nNA,3,-,tech\n")
-    frame = cli.read_frame(long)
+    frame = read_frame(long)
     assert frame["unique_id"].to_list() == ["NA"] * 3  # a ticker, not a missing value
     assert frame["y"].to_list() == [1.5, None, None]
     assert frame["sector"].to_list() == ["-", "tech", "tech"]  # a text column keeps its text
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("Date,Close\n2020-01-01,1.5\n2020-01-02,1.6,7\n")
     with pytest.raises(ValueError, match="cannot read .*ragged.csv: found more fields"):
-        cli.read_frame(ragged, time_col="Date")
+        read_frame(ragged, time_col="Date")
     words = tmp_path / "words.csv"
     words.write_text("Date,Close\n2020-01-01,1.5\n2020-01-02,n.a.\n2020-01-03,1.7\n")
     with pytest.raises(ValueError, match=r"'Close' has 1 value\(s\) that are neither numbers "):
-        cli.read_frame(words, time_col="Date", target="Close")
+        read_frame(words, time_col="Date", target="Close")
 
 
 def test_train_on_a_yahoo_export_takes_one_flag(tmp_path):
@@ -471,12 +471,12 @@ def test_forecast_repairs_duplicates_gaps_and_missing_values_on_request(trained,
     ids=lambda args: args[0],
 )
 def test_every_data_command_takes_the_repair_options(args):
-    parser = cli.build_parser()
+    parser = build_parser()
     parsed = parser.parse_args(args)
     assert (parsed.missing, parsed.duplicates, parsed.fill_gaps) == ("error", "error", None)
     parsed = parser.parse_args(
         [*args, "--missing", "interpolate", "--duplicates", "last", "--fill-gaps", "ffill"]
     )
     assert (parsed.missing, parsed.duplicates, parsed.fill_gaps) == ("interpolate", "last", "ffill")
-    with pytest.raises(cli.UsageError, match="invalid choice: 'mean'"):
+    with pytest.raises(UsageError, match="invalid choice: 'mean'"):
         parser.parse_args([*args, "--missing", "mean"])

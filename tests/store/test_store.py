@@ -31,8 +31,9 @@ from ntjax.store import (
     Store,
     StoreError,
 )
+from ntjax.store import files as store_files
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where conftest.py is
 CONFIG = nt.NHITSConfig(horizon=4, input_size=16, mlp_units=16)
 TRAINING = nt.TrainingConfig(max_steps=20, batch_size=16, val_check_steps=10, progress=False)
 
@@ -246,7 +247,7 @@ def test_failed_training_is_recorded_with_its_error(store):
         store.train(sine_frame(length=10), CONFIG, TRAINING)
     (row,) = store.query()
     assert row["status"] == "failed"
-    assert "ValueError" in row["error"] and "shorter" in row["error"]
+    assert "ConfigError" in row["error"] and "shorter" in row["error"]  # a ValueError
     with pytest.raises(ModelNotFoundError, match="failed"):
         store.load(row["id"])
 
@@ -444,7 +445,7 @@ def test_oversized_artifact_is_refused_before_it_is_read(source, store, monkeypa
     def no_reading(*args):
         raise AssertionError("the store read an artifact over its size limit")
 
-    monkeypatch.setattr(Store, "_read_fd", staticmethod(no_reading))
+    monkeypatch.setattr(store_files, "read_exact", no_reading)
     with pytest.raises(ArtifactError, match=f"{record.id}.*over the store's limit"):
         store.load(record.id)
 

@@ -1,5 +1,7 @@
-"""Measurements behind ``experiments/bench.py``: training throughput, predict latency, forecast
-latency, peak memory. Timings exclude compilation (a warm-up call runs first)."""
+"""Measurements behind ``experiments/bench.py`` and ``experiments/forecast_breakdown.py``:
+training throughput, predict latency, forecast latency, peak memory. Timings exclude
+compilation (a warm-up call runs first). The benchmark harness lives with the experiments, not
+in the wheel; scripts in this folder import it as ``_benchmark``."""
 
 from __future__ import annotations
 
@@ -15,10 +17,13 @@ import numpy as np
 import polars as pl
 
 from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
+from ntjax.data import from_wide, load_dataset
 from ntjax.data.frame import datetime_to_us, validate
 from ntjax.predict import forecast, predict_quantiles
 from ntjax.registry import ModelRecord, new_id
-from ntjax.train import Trainer, prepare
+from ntjax.streaming import StreamingForecaster
+from ntjax.train import Trainer, prepare, train
+from ntjax.train.step import _jitted_init
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -41,9 +46,6 @@ def time_calls(fn: Callable[[], Any], *, repeats: int, warmup: int = 3) -> list[
 def bench_data(shared_data: Path) -> tuple[pl.DataFrame, str]:
     """The benchmarks' data: ETTm2's training split (the first 34,560 rows, 7 series) from
     ``shared_data/ETTm2.csv``, or the shipped ETTh1 when that file is absent; and its name."""
-    from ntjax.data.datasets import load_dataset
-    from ntjax.data.frame import from_wide
-
     path = shared_data / "ETTm2.csv"
     if path.exists():
         wide = pl.read_csv(path, try_parse_dates=True).head(34560)
@@ -227,8 +229,6 @@ def streaming_latency(
 ) -> dict[str, float]:
     """Warm latency of one ``StreamingForecaster.update_arrays`` tick carrying a new point for
     each of ``n_series`` series (copies of the series of ``df`` when it has fewer)."""
-    from ntjax.streaming import StreamingForecaster
-
     frame = tail_rows(validate(df), record.config.input_size + 10)  # before copying
     ids = frame["unique_id"].unique(maintain_order=True).to_list()
     copies = [
@@ -266,8 +266,6 @@ def ensemble_training_time(
     the compilation of each side's training program (the parameter init program, which both
     share, is compiled before either is timed); ``*_warm_s`` repeat both with every program
     compiled, as in a process that trains many ensembles or one with the compilation cache."""
-    from ntjax.train import _jitted_init, train
-
     jax.block_until_ready(_jitted_init(config, jax.random.key(0)))
 
     def training(seed: int) -> TrainingConfig:

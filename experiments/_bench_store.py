@@ -2,7 +2,7 @@
 process (interpreter start and imports included), with and without the persistent
 compilation cache.
 
-    python -c "from ntjax._bench_store import measure_store; import json; \
+    cd experiments && python -c "from _bench_store import measure_store; import json; \
 print(json.dumps(measure_store(), indent=1))"
 """
 
@@ -19,6 +19,9 @@ from typing import Any
 
 import jax
 import numpy as np
+
+import ntjax as nt
+from ntjax.store import Store
 
 # Runs in a fresh interpreter: the clock starts before any import.
 _CHILD = """
@@ -121,9 +124,6 @@ def measure_store(
       repeats: timed warm loads.
       runs: timed new processes per setting.
     """
-    import ntjax as nt
-    from ntjax.store import Store
-
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(root) if root is not None else Path(scratch) / "store"
         store = Store(folder)
