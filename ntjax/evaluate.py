@@ -18,7 +18,7 @@ from ntjax.config import ConfigError
 from ntjax.data.frame import validate
 from ntjax.data.scalers import inverse
 from ntjax.data.windows import Panel, channels, pack
-from ntjax.metrics import forecast_metrics, forecast_metrics_by_horizon, naive_scale
+from ntjax.metrics.forecast import forecast_metrics, forecast_metrics_by_horizon, naive_scale
 from ntjax.predict.batch import actuals_at_cutoffs, rolling_cutoffs
 from ntjax.predict.cutoffs import predict_at_cutoffs
 from ntjax.predict.inputs import level_quantiles, quantile_index, scaled_values, supported_levels

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import shared_data
 
@@ -125,3 +126,19 @@ def test_calibration_experiment_runs_on_a_shrunken_config(tmp_path):
     ]
     assert all(r["n_windows"] == 120 - 24 + 1 for r in rows)
     assert (tmp_path / "calibration.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_coverage_experiment_runs_on_a_shrunken_config(tmp_path):
+    shared_data("AAPL_2006-01-01_to_2018-01-01.csv")
+    out = tmp_path / "coverage"
+    args = ["--datasets", "AAPL", "--families", "nhits,gru", "--max-steps", "3"]
+    _run("coverage.py", *args, "--test-rows", "40", "--output", str(out))
+    table = pl.read_csv(out.with_suffix(".csv"))
+    assert table["family"].to_list() == ["nhits", "gru"]
+    assert (table["test_rows"] == 40).all() and (table["calibration_rows"] > 0).all()
+    for column in ("raw_80", "default_80", "raw_95", "default_95"):
+        assert table[column].is_between(0, 1).all()
+    assert (table["width_ratio_95"] > 0).all()
+    assert "| AAPL | gru |" in out.with_suffix(".md").read_text()
