@@ -37,7 +37,13 @@ from jax.typing import ArrayLike
 from ntjax.config import DeepARConfig
 from ntjax.losses import gaussian_nll, student_t_nll
 from ntjax.models._common import Inputs, Params, as_inputs, dummy_inputs
-from ntjax.models.recurrent import window_units
+from ntjax.models.recurrent import (
+    fused_kernels,
+    lstm_kernels,
+    lstm_param_module,
+    lstm_recurrence,
+    window_units,
+)
 
 # Keeps the likelihood finite when the network fits a series exactly (in local units).
 MIN_SCALE = 1e-3
@@ -159,50 +165,63 @@ def _step_features(
     return jnp.concatenate([local, exog, statistics], axis=-1)
 
 
+class _LSTMParams(nn.Module):
+    """The parameters of flax's ``OptimizedLSTMCell`` (names, shapes and initialisers, so that
+    records saved with the cells load unchanged), declared for inputs ``[..., f]`` and
+    returned as the cell's parameter dict."""
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict:
+        zeros = jnp.zeros((1, self.hidden_size), x.dtype)
+        return lstm_param_module(self.hidden_size, x, zeros)
+
+
 class DeepARNetwork(nn.Module):
-    """The recurrent network; ``__call__`` is teacher-forced, ``sample`` ancestral."""
+    """The recurrent network; ``__call__`` is teacher-forced, ``sample`` ancestral.
+
+    The teacher-forced pass runs layer by layer, each one ``recurrent.lstm_recurrence`` (input
+    projections before the scan or inside it for a narrow input, one fused ``h @ W_hh`` per
+    step, a custom backward pass) and the head on all steps at once. Sampling runs the layers
+    step by step (each step's input is the value drawn at the one before) with the kernels
+    fused once before the scan, two matmuls per layer and step over all ``num_samples *
+    batch`` paths, and the projection of the known inputs of every step computed before.
+    """
 
     config: DeepARConfig
 
     def setup(self) -> None:
         cfg = self.config
-        self.cells = [
-            nn.OptimizedLSTMCell(cfg.hidden_size, name=f"lstm_{i}") for i in range(cfg.n_layers)
-        ]
+        self.layers = [_LSTMParams(cfg.hidden_size, name=f"lstm_{i}") for i in range(cfg.n_layers)]
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Dense(len(LIKELIHOODS[cfg.likelihood].names), name="head")
 
-    def initial_carry(self, batch: int) -> tuple[Any, ...]:
-        zeros = jnp.zeros((batch, self.config.hidden_size), jnp.float32)
-        return tuple((zeros, zeros) for _ in self.cells)
-
-    def step(
-        self, carry: tuple[Any, ...], features: jax.Array, deterministic: bool
-    ) -> tuple[tuple[Any, ...], jax.Array]:
-        """One time step: ``[batch, f]`` -> new carry and raw outputs ``[batch, n_params]``."""
-        h = features
-        new_carry = []
-        for i, cell in enumerate(self.cells):
-            layer_carry, h = cell(carry[i], h)
-            new_carry.append(layer_carry)
-            if self.config.dropout > 0 and i < len(self.cells) - 1:
-                h = self.dropout(h, deterministic=deterministic)
-        return tuple(new_carry), self.head(h)
-
     def unroll(self, features: jax.Array, deterministic: bool) -> tuple[tuple[Any, ...], jax.Array]:
-        """Teacher-forced pass over ``[batch, time, f]``: final carry, raw ``[batch, time, p]``."""
+        """Teacher-forced pass over ``[batch, time, f]``: the final ``(c, h)`` of each layer and
+        raw outputs ``[batch, time, n_params]``."""
+        cfg = self.config
+        h = jnp.swapaxes(features, 0, 1)
+        zeros = jnp.zeros((features.shape[0], cfg.hidden_size), features.dtype)
+        carry = []
+        for index, layer in enumerate(self.layers):
+            kernels, biases, w_h = lstm_kernels(layer(h))
+            w_x, b_x = fused_kernels(kernels, biases)
+            h, final = lstm_recurrence(h, w_x, b_x, w_h, (zeros, zeros))
+            carry.append(final)
+            if cfg.dropout > 0 and index < len(self.layers) - 1:
+                h = self.dropout(h, deterministic=deterministic)
+        return tuple(carry), jnp.swapaxes(self.head(h), 0, 1)
 
-        def body(module: DeepARNetwork, carry, x):
-            return module.step(carry, x, deterministic)
-
-        scan = nn.scan(
-            body,
-            variable_broadcast="params",
-            split_rngs={"params": False, "dropout": True},
-            in_axes=1,
-            out_axes=1,
-        )
-        return scan(self, self.initial_carry(features.shape[0]), features)
+    def fused_kernels(self, n_features: int) -> list[tuple[jax.Array, jax.Array, jax.Array]]:
+        """Per layer ``(w_x [f, 4 * hidden], b [4 * hidden], w_h [hidden, 4 * hidden])``, the
+        gates' kernels side by side (``f``: the layer's input features)."""
+        fused = []
+        for layer in self.layers:
+            kernels, biases, w_h = lstm_kernels(layer(jnp.zeros((1, n_features))))
+            fused.append((*fused_kernels(kernels, biases), w_h))
+            n_features = self.config.hidden_size
+        return fused
 
     def __call__(self, inputs: Inputs, deterministic: bool = True) -> dict[str, jax.Array]:
         """Teacher-forced distributions of the values after each observed one: ``y``
@@ -224,6 +243,7 @@ class DeepARNetwork(nn.Module):
         """``[num_samples, batch, horizon]`` ancestral sample paths, drawn with the ``sample``
         rng; all paths advance together as one batch of ``num_samples * batch`` rows."""
         cfg = self.config
+        hidden = cfg.hidden_size
         likelihood = LIKELIHOODS[cfg.likelihood]
         y = inputs["y"]
         batch, size = y.shape
@@ -233,7 +253,8 @@ class DeepARNetwork(nn.Module):
         level, spread = _window_units(y, size)
         lags = seasonal_lags(cfg)
         lagged = _teacher_lagged(y, lags) if lags else None
-        carry, raw = self.unroll(_step_features(y, context_exog, level, spread, lagged), True)
+        context = _step_features(y, context_exog, level, spread, lagged)
+        carry, raw = self.unroll(context, True)
 
         def repeat(a: jax.Array) -> jax.Array:
             return jnp.tile(a, (num_samples,) + (1,) * (a.ndim - 1))
@@ -247,15 +268,35 @@ class DeepARNetwork(nn.Module):
             next_exog = jnp.concatenate([exog[:, size + 1 :], jnp.zeros_like(exog[:, :1])], 1)
         placeholder = jnp.zeros((batch, cfg.horizon), y.dtype)
         future_lagged = _forecast_lagged(y, lags, cfg.horizon) if lags else None
-        after = _step_features(placeholder, next_exog, level, spread, future_lagged)
-        after = repeat(after[..., 1:])
+        after = _step_features(placeholder, next_exog, level, spread, future_lagged)[..., 1:]
+        kernels = self.fused_kernels(context.shape[-1])
+        w_x, b_x, _ = kernels[0]
+        # The known inputs' share of the first layer's gates, per series (the same for all of
+        # its paths): ``[batch, horizon, 4 * hidden]``.
+        known = after @ w_x[1:] + b_x[None, None]
+        value_kernel = w_x[:1]
 
-        def body(module: DeepARNetwork, state, x):
+        def gates(lower, w_x, b_x, h, w_h):
+            return lower @ w_x + h @ w_h + b_x[None]
+
+        def cell(a, c):
+            i = jax.nn.sigmoid(a[:, :hidden])
+            f = jax.nn.sigmoid(a[:, hidden : 2 * hidden])
+            g = jnp.tanh(a[:, 2 * hidden : 3 * hidden])
+            o = jax.nn.sigmoid(a[:, 3 * hidden :])
+            c = f * c + i * g
+            return c, o * jnp.tanh(c)
+
+        def body(module: DeepARNetwork, state, known_t):
             carry, raw, previous = state
             value = likelihood.draw(module.make_rng("sample"), distribution(cfg, raw, previous))
-            features = jnp.concatenate([value[:, None], x], axis=-1)
-            carry, raw = module.step(carry, features, True)
-            return (carry, raw, value), value
+            (c, h), *upper = carry
+            share = (value[:, None] @ value_kernel).reshape(num_samples, batch, -1)
+            a = (share + known_t[None]).reshape(num_samples * batch, -1) + h @ kernels[0][2]
+            new = [cell(a, c)]
+            for (c, h), (w_x, b_x, w_h) in zip(upper, kernels[1:], strict=True):
+                new.append(cell(gates(new[-1][1], w_x, b_x, h, w_h), c))
+            return (tuple(new), module.head(new[-1][1]), value), value
 
         scan = nn.scan(
             body,
@@ -266,7 +307,7 @@ class DeepARNetwork(nn.Module):
         )
         # The last observed value is the level: 0 relative to it.
         last = jnp.zeros((num_samples * batch,), first.dtype)
-        _, paths = scan(self, (carry, first, last), after)
+        _, paths = scan(self, (carry, first, last), known)
         return paths.reshape(num_samples, batch, cfg.horizon) * spread[None] + level[None]
 
 

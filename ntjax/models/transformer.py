@@ -95,7 +95,7 @@ class Transformer(nn.Module):
             )
         else:
             position = jnp.asarray(sinusoidal_encoding(cfg.n_patches, cfg.d_model))
-        h = nn.Dropout(cfg.dropout)(h + position, deterministic=deterministic)
+        h = nn.Dropout(cfg.dropout)(h + position[None], deterministic=deterministic)
         for _ in range(cfg.n_layers):
             h = _EncoderLayer(cfg.d_model, cfg.n_heads, cfg.ffn_size, cfg.dropout)(h, deterministic)
         h = nn.LayerNorm(name="final_norm")(h)
