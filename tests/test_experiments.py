@@ -94,9 +94,11 @@ def test_ett_long_horizon_runs_on_a_shrunken_config(tmp_path):
     for row in rows:
         assert row["n_windows"] == n_series[row["dataset"]] * (120 - 96 + 1)
         assert row["mse"] > 0 and row["mae"] > 0 and row["val_mse"] > 0 and row["steps"] == 3
-    for row in rows:  # the published figures reach the comparison and the table
-        assert row["nf_mse"] > 0 and row["paper_mse"] > 0
-        assert row["mse_vs_paper"] == pytest.approx(row["mse"] / row["paper_mse"] - 1)
+    # The published figures reach the rows and the comparison (NaN where none were published).
+    assert any(row["nf_mse"] > 0 for row in rows)
+    for row in rows:
+        expected = row["mse"] / row["paper_mse"] - 1
+        assert row["mse_vs_paper"] == pytest.approx(expected, nan_ok=True)
     for name in ("long_horizon_ETTh1.csv", "long_horizon_exchange_rate.md"):
         assert (tmp_path / name).exists()
     summary = (tmp_path / "long_horizon_summary.md").read_text()
