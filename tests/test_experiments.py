@@ -168,3 +168,9 @@ def test_zoo_speed_prints_every_family_figure(tmp_path):
         assert min(row["ntjax"]["windows_per_s"]) > 0 and row["ntjax"]["forecast_p50_ms"] > 0
         assert "neuralforecast" not in row
     assert "| tcn vs TCN |" in out
+
+
+@pytest.mark.slow
+def test_forecast_ab_prints_its_label_and_a_latency():
+    label, p50 = _run("forecast_ab.py", "smoke").split()
+    assert label == "smoke" and float(p50) > 0
