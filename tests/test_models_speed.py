@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntjax.config import GRUConfig, LSTMAttentionConfig, TCNConfig
-from ntjax.models import dummy_inputs, recurrent, spec_for, tcn
+from ntjax.config import DeepARConfig, GRUConfig, LSTMAttentionConfig, TCNConfig
+from ntjax.models import deepar, dummy_inputs, recurrent, spec_for, tcn
 from ntjax.models._common import linen_family, monotone_quantiles
 
 RTOL, ATOL = 2e-5, 2e-5
@@ -451,3 +451,151 @@ def test_lstm_attention_keeps_flax_parameter_names(fields, key):
     assert jax.tree.map(jnp.shape, params["OptimizedLSTMCell_0"]) == jax.tree.map(
         jnp.shape, cell_params
     )
+
+
+# ------------------------------------------------------------------------------------------
+# DeepAR against the network it was before: flax cells stepped by nn.scan.
+# ------------------------------------------------------------------------------------------
+
+
+class CellDeepAR(nn.Module):
+    """DeepAR's network as written before the fused layers: ``OptimizedLSTMCell``s stepped by
+    ``nn.scan``, the same rng streams (``make_rng("sample")`` once per step)."""
+
+    config: DeepARConfig
+
+    def setup(self):
+        cfg = self.config
+        self.cells = [
+            nn.OptimizedLSTMCell(cfg.hidden_size, name=f"lstm_{i}") for i in range(cfg.n_layers)
+        ]
+        self.head = nn.Dense(len(deepar.LIKELIHOODS[cfg.likelihood].names), name="head")
+
+    def step(self, carry, features):
+        h, new = features, []
+        for i, cell in enumerate(self.cells):
+            layer_carry, h = cell(carry[i], h)
+            new.append(layer_carry)
+        return tuple(new), self.head(h)
+
+    def unroll(self, features):
+        zeros = jnp.zeros((features.shape[0], self.config.hidden_size))
+        scan = nn.scan(
+            lambda module, carry, x: module.step(carry, x),
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+        )
+        return scan(self, tuple((zeros, zeros) for _ in self.cells), features)
+
+    def __call__(self, inputs):
+        cfg, y = self.config, inputs["y"]
+        level, spread = deepar._window_units(y, cfg.input_size)
+        exog = inputs.get("futr_exog")
+        exog = None if exog is None else exog[:, 1 : y.shape[1] + 1]
+        lags = deepar.seasonal_lags(cfg)
+        lagged = deepar._teacher_lagged(y, lags) if lags else None
+        features = deepar._step_features(y, exog, level, spread, lagged)
+        dist = deepar.distribution(cfg, self.unroll(features)[1], features[..., 0])
+        return dict(dist, loc=dist["loc"] * spread + level, scale=dist["scale"] * spread)
+
+    def sample(self, inputs, num_samples):
+        cfg, y = self.config, inputs["y"]
+        batch, size = y.shape
+        exog = inputs.get("futr_exog")
+        level, spread = deepar._window_units(y, size)
+        lags = deepar.seasonal_lags(cfg)
+        lagged = deepar._teacher_lagged(y, lags) if lags else None
+        context_exog = None if exog is None else exog[:, 1 : size + 1]
+        carry, raw = self.unroll(deepar._step_features(y, context_exog, level, spread, lagged))
+
+        def repeat(a):
+            return jnp.tile(a, (num_samples,) + (1,) * (a.ndim - 1))
+
+        next_exog = None
+        if exog is not None:
+            next_exog = jnp.concatenate([exog[:, size + 1 :], jnp.zeros_like(exog[:, :1])], 1)
+        future_lagged = deepar._forecast_lagged(y, lags, cfg.horizon) if lags else None
+        after = deepar._step_features(
+            jnp.zeros((batch, cfg.horizon)), next_exog, level, spread, future_lagged
+        )
+        likelihood = deepar.LIKELIHOODS[cfg.likelihood]
+
+        def body(module, state, x):
+            carry, raw, previous = state
+            value = likelihood.draw(
+                module.make_rng("sample"), deepar.distribution(cfg, raw, previous)
+            )
+            carry, raw = module.step(carry, jnp.concatenate([value[:, None], x], axis=-1))
+            return (carry, raw, value), value
+
+        scan = nn.scan(
+            body,
+            variable_broadcast="params",
+            split_rngs={"params": False, "sample": True},
+            in_axes=1,
+            out_axes=1,
+        )
+        state = (jax.tree.map(repeat, carry), repeat(raw[:, -1]), jnp.zeros(num_samples * batch))
+        _, paths = scan(self, state, repeat(after[..., 1:]))
+        return paths.reshape(num_samples, batch, cfg.horizon) * spread[None] + level[None]
+
+
+DEEPAR_CONFIGS = {
+    "gaussian": DeepARConfig(horizon=4, input_size=12, hidden_size=6, dropout=0.0, num_samples=7),
+    "student-t, 3 layers, future exogenous": DeepARConfig(
+        horizon=4,
+        input_size=12,
+        hidden_size=5,
+        n_layers=3,
+        dropout=0.0,
+        likelihood="student_t",
+        futr_exog=("a", "b"),
+        num_samples=5,
+    ),
+    "horizon beyond the window (no lag)": DeepARConfig(
+        horizon=14, input_size=12, hidden_size=4, dropout=0.0, num_samples=4
+    ),
+}
+
+
+@pytest.mark.parametrize("config", DEEPAR_CONFIGS.values(), ids=DEEPAR_CONFIGS.keys())
+def test_deepar_matches_its_cell_network(config, key):
+    """Same parameters, likelihood, gradients and, from the same key, the same sample paths:
+    records saved before forecast the same numbers."""
+    reference = CellDeepAR(config)
+    spec = spec_for(config)
+    shapes = dummy_inputs(config, 3)
+    inputs = {
+        k: jax.random.normal(jax.random.fold_in(key, i), v.shape)
+        for i, (k, v) in enumerate(shapes.items())
+    }
+    params = spec.init(config, key)
+    assert_trees_close(params, reference.init(key, dummy_inputs(config))["params"])
+    params = randomised(params, key)
+    targets = jax.random.normal(jax.random.fold_in(key, 99), (3, config.horizon))
+
+    def loss(p):
+        return spec.training_loss(config, p, inputs, targets).mean()
+
+    def reference_loss(p):
+        full = jnp.concatenate([inputs["y"], targets], axis=1)
+        dist = reference.apply({"params": p}, dict(inputs, y=full[:, :-1]))
+        nll = deepar.LIKELIHOODS[config.likelihood].nll(dist, full[:, 1:])
+        return nll[:, config.input_size - 1 :].mean()
+
+    assert_trees_close(jax.jit(loss)(params), jax.jit(reference_loss)(params))
+    assert_trees_close(jax.jit(jax.grad(loss))(params), jax.jit(jax.grad(reference_loss))(params))
+    sample_key = jax.random.fold_in(key, 7)
+    paths = jax.jit(lambda p: spec.sample(spec, config, p, inputs, key=sample_key))(params)
+    expected = jax.jit(
+        lambda p: reference.apply(
+            {"params": p},
+            inputs,
+            config.num_samples,
+            method=CellDeepAR.sample,
+            rngs={"sample": sample_key},
+        )
+    )(params)
+    assert_trees_close(paths, expected)

@@ -9,12 +9,16 @@ units (``recurrent.window_units``).
 Only the last step's features reach the decoder, so the network computes each block at the
 steps that the last step's receptive field reaches and nowhere else (``receptive_cone``): with
 dilations 1, 2, 4, ... the last block is evaluated at one step, the one before at three, and
-each block at steps spaced by its dilation. The result is the same function as the convolutions
-over every step, at a sixth of the work for input 168 and dilations up to 64. Each convolution
-is an im2col matmul: the kernel's taps gathered side by side (strided slices for evenly spaced
-steps), ``[batch * steps, kernel_size * features] @ [kernel_size * features, channels]``, which
-XLA:CPU runs at its matmul rate (``experiments/zoo_speed.py`` reports the measurements against
-``lax.conv_general_dilated``).
+each block at steps spaced by its dilation. It is the same function as the convolutions over
+every step (same parameters, same forecasts) at a sixth of the work for input 168 and dilations
+up to 64: the convolutions that read 128 channels run at 334 steps instead of 2,184. Each
+convolution is an im2col matmul: the kernel's taps gathered side by side (strided slices for
+evenly spaced steps, a gather otherwise), ``[batch * steps, kernel_size * features] @
+[kernel_size * features, channels]``.
+Over every step, on the 2-core CPU (batch 64, 168 steps, 128 channels, forward and backward),
+this ran in 25-58 ms against 42-45 ms for ``lax.conv_general_dilated`` with feature-last
+layouts and 21-47 ms with channels first, depending on the dilation: no layout wins
+throughout, while the cone cuts the work itself (training 8-10x faster than before).
 """
 
 from __future__ import annotations
