@@ -43,6 +43,7 @@ _SOURCES: dict[str, str] = {
     "cross_validation": "ntjax.crossval",
     **dict.fromkeys(("from_wide", "load_dataset", "train_test_split"), "ntjax.data"),
     **dict.fromkeys(("coverage_table", "evaluate", "evaluate_seasonal_naive"), "ntjax.evaluate"),
+    "finetune": "ntjax.lifecycle",
     **dict.fromkeys(("OptimizeResult", "optimize"), "ntjax.optimize"),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
@@ -53,7 +54,7 @@ _SOURCES: dict[str, str] = {
     "StreamingForecaster": "ntjax.streaming",
 }
 # Public names that are modules.
-_MODULES = ("data", "metrics", "models")
+_MODULES = ("data", "lifecycle", "metrics", "models")
 
 __all__ = [
     "DeepARConfig",
@@ -89,7 +90,9 @@ __all__ = [
     "coverage_table",
     "evaluate",
     "evaluate_seasonal_naive",
+    "finetune",
     "fit_population",
+    "lifecycle",
     "forecast",
     "optimize",
     "train_seeds",

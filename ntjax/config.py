@@ -8,11 +8,13 @@ memory. ``OptimizerConfig.build`` is the one place an optimizer name becomes an 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import jax
 import optax
 
 
@@ -270,6 +272,11 @@ class OptimizerConfig:
     ``weight_decay`` is decoupled for ``adamw`` and added to the gradient (L2) for the others.
     ``plateau`` scales the rate by ``decay_rate`` after ``plateau_patience`` steps without a
     better training loss (optax.contrib.reduce_on_plateau).
+
+    ``freeze`` holds glob patterns over parameter paths (``"_Block_0/Dense_1/kernel"``, see
+    ``parameter_paths``): matching parameters get zero updates (``optax.partition`` with
+    ``set_to_zero``), so they stay bit-identical; clipping and weight decay see only the
+    trainable rest. ``("*",)`` freezes everything.
     """
 
     name: str = "adam"
@@ -283,8 +290,13 @@ class OptimizerConfig:
     decay_every: int | None = None
     decay_rate: float = 0.5
     plateau_patience: int = 50
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # A list (from JSON) becomes a tuple: the config is a cache key and must hash.
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        if not all(isinstance(p, str) and p for p in self.freeze):
+            raise ConfigError(f"freeze takes non-empty glob patterns, got {self.freeze!r}.")
         if self.name not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.name!r}.")
         if self.schedule not in SCHEDULES:
@@ -321,7 +333,33 @@ class OptimizerConfig:
                     factor=self.decay_rate, patience=self.plateau_patience
                 )
             )
-        return optax.chain(*parts)
+        chain = optax.chain(*parts)
+        if not self.freeze:
+            return chain
+        return optax.partition(
+            {"trainable": chain, "frozen": optax.set_to_zero()},
+            lambda params: jax.tree.map(
+                lambda frozen: "frozen" if frozen else "trainable", frozen_mask(params, self.freeze)
+            ),
+        )
+
+
+def parameter_paths(params: Any) -> list[str]:
+    """The ``/``-joined path of every leaf of a parameter tree, in leaf order (what
+    ``OptimizerConfig.freeze`` patterns match), e.g. ``decoder/output/kernel``."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return [jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in leaves]
+
+
+def is_frozen(path: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a parameter path matches one of the glob ``patterns`` (``*`` spans ``/``)."""
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
+
+def frozen_mask(params: Any, patterns: tuple[str, ...]) -> Any:
+    """A tree like ``params`` of bools: True where a leaf's path matches one of ``patterns``."""
+    flags = [is_frozen(path, patterns) for path in parameter_paths(params)]
+    return jax.tree.unflatten(jax.tree.structure(params), flags)
 
 
 def config_from_dict(data: dict[str, Any], table: dict[str, type[ModelConfig]]) -> ModelConfig:

@@ -81,6 +81,25 @@ def fit_scaler(
     return ScalerState(kind, tuple(ids), tuple(columns), loc, scale)
 
 
+def extend_scaler(state: ScalerState, values: np.ndarray, ids: Sequence[str]) -> ScalerState:
+    """``state`` with rows added for the series of ``ids`` it does not have, fitted (same kind)
+    on their rows of ``values`` ``[len(ids), time, n_channels]``; known series keep theirs."""
+    _, _, known = state.rows(ids)
+    if known.all():
+        return state
+    new = [i for i, k in enumerate(known) if not k]
+    fresh = fit_scaler(
+        state.kind, np.asarray(values)[new], ids=[ids[i] for i in new], columns=state.columns
+    )
+    return ScalerState(
+        state.kind,
+        (*state.ids, *fresh.ids),
+        state.columns,
+        np.concatenate([state.loc, fresh.loc]),
+        np.concatenate([state.scale, fresh.scale]),
+    )
+
+
 def transform(values: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``(values - loc) / scale``; values ``[series, time, channel]``, loc/scale ``[series,
     channel]``."""

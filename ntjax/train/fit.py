@@ -30,6 +30,7 @@ def fit(
     optimizer: OptimizerConfig | None = None,
     *,
     init_from: ModelRecord | None = None,
+    keep_scaler: bool = True,
     callbacks: Sequence[Callable[[Progress], None]] = (),
 ) -> ModelRecord:
     """Fits a model on every series of ``df`` and returns a new record.
@@ -39,8 +40,10 @@ def fit(
       config: model config (e.g. ``NHITSConfig(horizon=24, input_size=96)``).
       training: ``TrainingConfig`` (default ``TrainingConfig()``).
       optimizer: ``OptimizerConfig`` (default Adam, lr 1e-3, grad clip 1.0).
-      init_from: warm start (fine-tuning) from a record of the same config; its scaler is kept
-        and the new record's ``parent_id`` points to it.
+      init_from: warm start (fine-tuning) from a record of the same config; the new record's
+        ``parent_id`` points to it and its provenance extends the parent's.
+      keep_scaler: with ``init_from``, keep the parent's scaler statistics (series new to it
+        get their own); False refits the scaler on ``df``.
       callbacks: called with a ``Progress`` at each validation check; may raise to stop the run
         (e.g. ``optuna.TrialPruned``).
 
@@ -60,11 +63,17 @@ def fit(
     if isinstance(config, EnsembleConfig) and config.size > 1:
         # Stacked members train as one population: one vmapped step, one record.
         return fit_ensemble(
-            df, config, training, optimizer, init_from=init_from, callbacks=callbacks
+            df,
+            config,
+            training,
+            optimizer,
+            init_from=init_from,
+            keep_scaler=keep_scaler,
+            callbacks=callbacks,
         )
     started = time.perf_counter()
     prepared = prepare(
-        df, config, training, scaler=init_from.scaler if init_from is not None else None
+        df, config, training, scaler=init_from.scaler if init_from and keep_scaler else None
     )
     trainer = Trainer(config, training, optimizer)
     data = trainer.replicate(prepared.data)

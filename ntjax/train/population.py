@@ -346,6 +346,7 @@ def fit_ensemble(
     optimizer: OptimizerConfig,
     *,
     init_from: ModelRecord | None = None,
+    keep_scaler: bool = True,
     callbacks: Sequence[Callable[[Progress], None]] = (),
 ) -> ModelRecord:
     """Trains a stacked ensemble (``EnsembleConfig`` with ``size`` K > 1) as one population and
@@ -362,7 +363,8 @@ def fit_ensemble(
       config: the stacked ``EnsembleConfig``.
       training: shared by the members (checkpoints as for a single fit).
       optimizer: shared by the members.
-      init_from: a record of the same config to warm-start from (its scaler is kept).
+      init_from: a record of the same config to warm-start from.
+      keep_scaler: keep ``init_from``'s scaler (extended to new series) or refit it.
       callbacks: called with the members' mean ``Progress`` at each validation check; may raise
         to stop the run.
 
@@ -388,7 +390,7 @@ def fit_ensemble(
         members,
         on_check=check,
         init_params=init_from.params["stacked"] if init_from is not None else None,
-        scaler=init_from.scaler if init_from is not None else None,
+        scaler=init_from.scaler if init_from is not None and keep_scaler else None,
         desc="ensemble",
     )
     has_val = training.val_size > 0

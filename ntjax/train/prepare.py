@@ -17,7 +17,7 @@ import polars as pl
 from ntjax import provenance
 from ntjax.config import ConfigError, ModelConfig, TrainingConfig
 from ntjax.data.frame import validate
-from ntjax.data.scalers import ScalerState, fit_scaler, transform
+from ntjax.data.scalers import ScalerState, extend_scaler, fit_scaler, transform
 from ntjax.data.windows import Panel, channels, pack
 
 
@@ -33,12 +33,19 @@ class TrainingData(NamedTuple):
         ``n_windows`` rows are real.
       n_windows: ``[]`` int32 number of real training windows (steps sample among them).
       val_windows: ``[n_val, 2]`` int32 (series, start) of validation windows.
+      teacher: for distillation (``nt.distill``), ``[table, horizon, n_quantiles]`` float32
+        the teacher's quantile forecasts (scaled units) of each window's targets, row for row
+        with ``windows``; None otherwise.
+      teacher_weight: ``[]`` float32 weight of the teacher's term in the training loss
+        (``alpha``; the data's term has ``1 - alpha``); None without a teacher.
     """
 
     values: jax.Array
     windows: jax.Array
     n_windows: jax.Array
     val_windows: jax.Array
+    teacher: jax.Array | None = None
+    teacher_weight: jax.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,10 @@ def prepare(
     """Validates ``df``, fits the scaler on the training part (all but the last ``val_size`` +
     calibration steps of each series) and builds the device arrays and window tables.
 
-    The last ``calibration_size(...)`` steps of each series are left out of the gradient
-    windows and of validation; the spans of each role are the record's provenance.
+    ``scaler`` (a warm start's) is kept for the series it has and extended, fitted on the
+    training part, for series new to it. The last ``calibration_size(...)`` steps of each
+    series are left out of the gradient windows and of validation; the spans of each role are
+    the record's provenance.
     """
     exog = (*config.hist_exog, *config.futr_exog)
     needed = config.input_size + config.horizon + training.val_size
@@ -120,15 +129,12 @@ def prepare(
     n_calibration = calibration_size(config, training, int(panel.lengths.min()))
     fit_end = n_time - n_calibration
     train_end = fit_end - training.val_size
+    train_values = panel.values[:, :train_end]
     if scaler is None:
-        train_values = panel.values[:, :train_end]
         scaler = fit_scaler(training.scaler, train_values, ids=panel.ids, columns=panel.columns)
-        loc, scale = scaler.loc, scaler.scale
-    else:
-        loc, scale, known = scaler.rows(panel.ids)
-        if not known.all():
-            missing = [u for u, k in zip(panel.ids, known, strict=True) if not k][:5]
-            raise ValueError(f"series {missing} are not in the scaler of the model being tuned.")
+    else:  # a warm start keeps its parent's statistics; series new to it get their own
+        scaler = extend_scaler(scaler, train_values, panel.ids)
+    loc, scale, _ = scaler.rows(panel.ids)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0).astype(np.float32)
     pad = _time_bucket(n_time) - n_time
     scaled = np.concatenate(
