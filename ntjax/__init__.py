@@ -43,7 +43,7 @@ _SOURCES: dict[str, str] = {
     "cross_validation": "ntjax.crossval",
     **dict.fromkeys(("from_wide", "load_dataset", "train_test_split"), "ntjax.data"),
     **dict.fromkeys(("coverage_table", "evaluate", "evaluate_seasonal_naive"), "ntjax.evaluate"),
-    "finetune": "ntjax.lifecycle",
+    **dict.fromkeys(("RetrainDecision", "RetrainPolicy", "finetune", "retrain"), "ntjax.lifecycle"),
     **dict.fromkeys(("OptimizeResult", "optimize"), "ntjax.optimize"),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
@@ -81,6 +81,8 @@ __all__ = [
     "OptimizerConfig",
     "RateLimit",
     "Registry",
+    "RetrainDecision",
+    "RetrainPolicy",
     "Store",
     "model_status",
     "StreamingForecaster",
@@ -95,6 +97,7 @@ __all__ = [
     "lifecycle",
     "forecast",
     "optimize",
+    "retrain",
     "train_seeds",
     "from_wide",
     "load_dataset",

@@ -174,3 +174,20 @@ def test_zoo_speed_prints_every_family_figure(tmp_path):
 def test_forecast_ab_prints_its_label_and_a_latency():
     label, p50 = _run("forecast_ab.py", "smoke").split()
     assert label == "smoke" and float(p50) > 0
+
+
+@pytest.mark.slow
+def test_transfer_compares_zero_shot_finetuned_and_scratch():
+    shared_data("ETTm2.csv")
+    out = _run("transfer.py", "--smoke")
+    for run in ("zero-shot", "fine-tuned", "fine-tuned, heads only", "scratch, 10 steps"):
+        assert f"nhits ETTm2_OT {run} " in out and f"nhits WTI {run} " in out
+
+
+@pytest.mark.slow
+def test_retraining_replays_three_strategies():
+    shared_data("wti-daily.csv")
+    out = _run("retraining.py", "--smoke")
+    assert "month 3:" in out and "promotions:" in out
+    for strategy in ("never", "monthly", "pipeline"):
+        assert strategy in out

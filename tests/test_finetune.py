@@ -120,12 +120,8 @@ def test_stacked_ensemble_finetunes_with_members_frozen(parent):
     ensemble = nt.train(
         sine_frame(n_series=2, length=160), TINY, _training(max_steps=20), ensemble_size=2
     )
-    child = nt.finetune(
-        ensemble, _other_series(), training=_training(max_steps=10), freeze=("*",)
-    )
-    for a, b in zip(
-        jax.tree.leaves(ensemble.params), jax.tree.leaves(child.params), strict=True
-    ):
+    child = nt.finetune(ensemble, _other_series(), training=_training(max_steps=10), freeze=("*",))
+    for a, b in zip(jax.tree.leaves(ensemble.params), jax.tree.leaves(child.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

@@ -7,6 +7,7 @@
     ntjax alias    set NAME ID | rollback NAME | show [NAME]
     ntjax optimize --data F [--method grid|random|bayesian|gp --n-trials N --workers N]
     ntjax backtest --model-id ID | --model NAME --data prices.csv [--strategy S ...]
+    ntjax retrain  --alias NAME --data F [--policy policy.json]
     ntjax demo     [--output-dir D] [--max-steps N]
 
 Results go to stdout as JSON (``forecast`` without ``--output`` writes CSV), progress and logs
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ntjax._version import __version__
-from ntjax.cli import alias, backtest, demo, evaluate, forecast, optimize, status, train
+from ntjax.cli import alias, backtest, demo, evaluate, forecast, optimize, retrain, status, train
 from ntjax.cli.common import add_store, jsonable
 
 
@@ -64,6 +65,7 @@ COMMANDS: dict[str, Command] = {
     "alias": Command(alias.HELP, alias.add_arguments, alias.run, uses_store=False),
     "optimize": Command(optimize.HELP, optimize.add_arguments, optimize.run),
     "backtest": Command(backtest.HELP, backtest.add_arguments, backtest.run),
+    "retrain": Command(retrain.HELP, retrain.add_arguments, retrain.run),
     "demo": Command(demo.HELP, demo.add_arguments, demo.run, uses_store=False),
 }
 

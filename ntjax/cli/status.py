@@ -11,7 +11,12 @@ HELP = "metadata of one or all models"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_id", nargs="?", help="one model id or alias (default: all)")
+    parser.add_argument(
+        "model_id",
+        nargs="?",
+        help="one model id, or an alias (then with its history and retraining decisions); "
+        "default: all",
+    )
     parser.add_argument("--kind", help="only this model family")
     parser.add_argument("--status", choices=("training", "trained", "failed"))
     parser.add_argument("--metric", help="only models with this metric, best (lowest) first")
@@ -22,7 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Any:
     catalog = open_catalog(args)
     if args.model_id is not None:
-        return catalog.status(catalog.resolve(args.model_id))
+        model_id = catalog.resolve(args.model_id)
+        found = catalog.status(model_id)
+        if model_id == args.model_id:
+            return found
+        # An alias: its history (with the reasons of promotions) and retraining decisions.
+        return {
+            **found,
+            "alias": args.model_id,
+            "alias_history": catalog.alias_history(args.model_id),
+            "retrain_decisions": catalog.decisions(args.model_id),
+        }
     return catalog.query(
         kind=args.kind, status=args.status, metric=args.metric, since=args.since, limit=args.limit
     )

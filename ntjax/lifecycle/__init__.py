@@ -2,5 +2,13 @@
 gate, and compression (quantised records, distilled students)."""
 
 from ntjax.lifecycle.finetune import SCALER_POLICIES, fine_tuning_defaults, finetune
+from ntjax.lifecycle.retrain import RetrainDecision, RetrainPolicy, retrain
 
-__all__ = ["SCALER_POLICIES", "fine_tuning_defaults", "finetune"]
+__all__ = [
+    "SCALER_POLICIES",
+    "RetrainDecision",
+    "RetrainPolicy",
+    "fine_tuning_defaults",
+    "finetune",
+    "retrain",
+]

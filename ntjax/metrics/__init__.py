@@ -10,6 +10,7 @@ are built on the pinball loss ``rho_q(y, yhat) = (y - yhat)(q - 1{y < yhat})``, 
 equals GluonTS's ``|(yhat - y)(1{y <= yhat} - q)|``.
 """
 
+from ntjax.metrics.comparison import diebold_mariano, page_hinkley
 from ntjax.metrics.forecast import (
     coverage,
     forecast_metrics,
@@ -53,6 +54,8 @@ from ntjax.metrics.trading import (
 )
 
 __all__ = [
+    "diebold_mariano",
+    "page_hinkley",
     "mae",
     "mse",
     "rmse",

@@ -50,24 +50,34 @@ def _stack(db: sqlite3.Connection, name: str) -> list[str]:
     return _replay(rows)
 
 
-def set_alias(store_index: index.Index, name: str, model_id: str) -> dict[str, Any]:
-    """Points ``name`` at a trained model; returns ``{"alias", "model_id", "previous"}``."""
+def push(
+    db: sqlite3.Connection, name: str, model_id: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Inside a transaction: points ``name`` at a trained model, with the reason kept in its
+    history; returns ``{"alias", "model_id", "previous"}``."""
     check_alias(name)
-    with store_index.transaction() as db:
-        state = index.status_of(db, model_id)
-        if state is None:
-            raise ModelNotFoundError(f"no model {model_id} in the store {store_index.root}.")
-        if state[0] != "trained":
-            raise StoreError(f"model {model_id} is {state[0]!r}; aliases point at trained models.")
-        stack = _stack(db, name)
-        db.execute(
-            "INSERT INTO alias_events (name, model_id, action, at) VALUES (?, ?, 'set', ?)",
-            (name, model_id, utc_now()),
-        )
+    state = index.status_of(db, model_id)
+    if state is None:
+        raise ModelNotFoundError(f"no model {model_id} in the store.")
+    if state[0] != "trained":
+        raise StoreError(f"model {model_id} is {state[0]!r}; aliases point at trained models.")
+    stack = _stack(db, name)
+    db.execute(
+        "INSERT INTO alias_events (name, model_id, action, at, reason) VALUES (?, ?, 'set', ?, ?)",
+        (name, model_id, utc_now(), reason),
+    )
     return {"alias": name, "model_id": model_id, "previous": stack[-1] if stack else None}
 
 
-def rollback(store_index: index.Index, name: str) -> dict[str, Any]:
+def set_alias(
+    store_index: index.Index, name: str, model_id: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Points ``name`` at a trained model; returns ``{"alias", "model_id", "previous"}``."""
+    with store_index.transaction() as db:
+        return push(db, name, model_id, reason)
+
+
+def rollback(store_index: index.Index, name: str, reason: str | None = None) -> dict[str, Any]:
     """Points ``name`` back at the model it named before; returns ``{"alias", "model_id"
     (restored), "previous" (rolled back from)}``."""
     check_alias(name)
@@ -80,8 +90,9 @@ def rollback(store_index: index.Index, name: str) -> dict[str, Any]:
                 f"alias {name!r} has no earlier model to roll back to (it names {stack[-1]})."
             )
         db.execute(
-            "INSERT INTO alias_events (name, model_id, action, at) VALUES (?, ?, 'rollback', ?)",
-            (name, stack[-2], utc_now()),
+            "INSERT INTO alias_events (name, model_id, action, at, reason) "
+            "VALUES (?, ?, 'rollback', ?, ?)",
+            (name, stack[-2], utc_now(), reason),
         )
     return {"alias": name, "model_id": stack[-2], "previous": stack[-1]}
 
@@ -105,12 +116,14 @@ def by_id(db: sqlite3.Connection) -> dict[str, list[str]]:
 
 
 def history(db: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
-    """Every change of alias ``name``, oldest first: ``{"action", "model_id", "at"}``."""
+    """Every change of alias ``name``, oldest first: ``{"action", "model_id", "at",
+    "reason"}`` (the reason is None for changes made by hand without one)."""
     check_alias(name)
     rows = db.execute(
-        "SELECT action, model_id, at FROM alias_events WHERE name = ? ORDER BY seq", (name,)
+        "SELECT action, model_id, at, reason FROM alias_events WHERE name = ? ORDER BY seq",
+        (name,),
     ).fetchall()
-    return [{"action": a, "model_id": m, "at": at} for a, m, at in rows]
+    return [{"action": a, "model_id": m, "at": at, "reason": r} for a, m, at, r in rows]
 
 
 def resolve(db: sqlite3.Connection, name_or_id: str) -> str:
@@ -127,4 +140,13 @@ def resolve(db: sqlite3.Connection, name_or_id: str) -> str:
     return target
 
 
-__all__ = ["by_id", "check_alias", "current", "history", "resolve", "rollback", "set_alias"]
+__all__ = [
+    "by_id",
+    "check_alias",
+    "current",
+    "history",
+    "push",
+    "resolve",
+    "rollback",
+    "set_alias",
+]

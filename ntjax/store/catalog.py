@@ -6,14 +6,15 @@ It is what ``ntjax status`` and ``ntjax alias`` need, and it imports no JAX; ``S
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ntjax._ids import check_id
-from ntjax.store import aliases, files, index, liveness
+from ntjax.store import aliases, decisions, files, index, liveness, locks
 from ntjax.store.errors import ModelNotFoundError
 
 
@@ -172,8 +173,9 @@ class Catalog:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, model_id: str) -> dict[str, Any]:
-        """Points alias ``name`` (e.g. ``production``) at a trained model, keeping the history.
+    def set_alias(self, name: str, model_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Points alias ``name`` (e.g. ``production``) at a trained model, keeping the history
+        (with ``reason``, when given).
 
         Returns:
           ``{"alias": name, "model_id": model_id, "previous": <id or None>}``.
@@ -181,15 +183,35 @@ class Catalog:
         aliases.check_alias(name)
         check_id(model_id)
         self._reap_ids([model_id])
-        return aliases.set_alias(self._index, name, model_id)
+        return aliases.set_alias(self._index, name, model_id, reason)
 
-    def rollback(self, name: str) -> dict[str, Any]:
+    def rollback(self, name: str, *, reason: str | None = None) -> dict[str, Any]:
         """Points ``name`` back at the model it named before the current one.
 
         Returns:
           ``{"alias": name, "model_id": <restored id>, "previous": <the id rolled back from>}``.
         """
-        return aliases.rollback(self._index, name)
+        return aliases.rollback(self._index, name, reason)
+
+    @contextlib.contextmanager
+    def alias_lock(self, name: str) -> Iterator[None]:
+        """Holds alias ``name``'s lock (``ntjax.store.locks``) for a ``with`` block; a second
+        holder is refused with a ``LockedError`` naming the first."""
+        with locks.alias_lock(self.root, aliases.check_alias(name)):
+            yield
+
+    def record_decision(self, decision: Mapping[str, Any]) -> None:
+        """Keeps a retraining decision; a promoted one moves its alias in the same
+        transaction (``ntjax.store.decisions``)."""
+        if decision.get("challenger_id"):
+            self._reap_ids([decision["challenger_id"]])
+        with self._index.transaction() as db:
+            decisions.record(db, decision)
+
+    def decisions(self, name: str) -> list[dict[str, Any]]:
+        """Every retraining decision about alias ``name``, oldest first."""
+        with self._index.reading() as db:
+            return decisions.history(db, name)
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the id it names now."""

@@ -64,9 +64,24 @@ CREATE TABLE IF NOT EXISTS alias_events (
     name TEXT NOT NULL,
     model_id TEXT NOT NULL,
     action TEXT NOT NULL CHECK (action IN ('set', 'rollback')),
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS alias_events_name ON alias_events (name, seq);
+CREATE TABLE IF NOT EXISTS retrain_decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alias TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    promoted INTEGER NOT NULL,
+    champion_id TEXT NOT NULL,
+    challenger_id TEXT,
+    reason TEXT NOT NULL,
+    p_value REAL,
+    data_end TEXT,
+    data_end_key INTEGER,
+    metrics TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS retrain_decisions_alias ON retrain_decisions (alias, seq);
 CREATE TABLE IF NOT EXISTS rate_buckets (
     name TEXT PRIMARY KEY,
     tokens REAL NOT NULL,
@@ -74,8 +89,8 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
 );
 """
 
-# Columns added after the first release, with their SQL type: older indexes gain them.
-_ADDED_COLUMNS = {"trained_on": "TEXT"}
+# Columns added after the first release, (table, column) -> SQL type: older indexes gain them.
+_ADDED_COLUMNS = {("models", "trained_on"): "TEXT", ("alias_events", "reason"): "TEXT"}
 _STATUS_KEYS = (
     "id", "kind", "status", "horizon", "input_size", "n_params", "metrics", "evaluation",
     "aliases", "created_at", "updated_at", "parent_id", "data_fingerprint", "version", "error",
@@ -131,10 +146,10 @@ class Index:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                present = {row[1] for row in conn.execute("PRAGMA table_info(models)")}
-                for name, sql_type in _ADDED_COLUMNS.items():
+                for (table, name), sql_type in _ADDED_COLUMNS.items():
+                    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                     if name not in present:
-                        conn.execute(f"ALTER TABLE models ADD COLUMN {name} {sql_type}")
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
