@@ -43,7 +43,10 @@ _SOURCES: dict[str, str] = {
     "cross_validation": "ntjax.crossval",
     **dict.fromkeys(("from_wide", "load_dataset", "train_test_split"), "ntjax.data"),
     **dict.fromkeys(("coverage_table", "evaluate", "evaluate_seasonal_naive"), "ntjax.evaluate"),
-    **dict.fromkeys(("RetrainDecision", "RetrainPolicy", "finetune", "retrain"), "ntjax.lifecycle"),
+    **dict.fromkeys(
+        ("RetrainDecision", "RetrainPolicy", "distill", "finetune", "quantize", "retrain"),
+        "ntjax.lifecycle",
+    ),
     **dict.fromkeys(("OptimizeResult", "optimize"), "ntjax.optimize"),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
@@ -92,7 +95,9 @@ __all__ = [
     "coverage_table",
     "evaluate",
     "evaluate_seasonal_naive",
+    "distill",
     "finetune",
+    "quantize",
     "fit_population",
     "lifecycle",
     "forecast",

@@ -9,9 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from safetensors.numpy import load as st_load
+from safetensors import deserialize
 from safetensors.numpy import save as st_save
+
+# safetensors dtype names -> numpy dtypes; ``safetensors.numpy.load`` has no BF16 (it writes
+# it), so files are read here, bfloat16 (quantised records) included.
+_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": jnp.bfloat16,
+    "I64": np.int64,
+    "U64": np.uint64,
+    "I32": np.int32,
+    "U32": np.uint32,
+    "I16": np.int16,
+    "U16": np.uint16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -49,10 +68,26 @@ def tree_to_bytes(tree: Any, metadata: dict[str, str] | None = None) -> bytes:
     return st_save(tensors, metadata=metadata)
 
 
+def load_tensors(data: bytes) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file's bytes (read-only views), any dtype of ``_DTYPES``.
+
+    Raises:
+      SafetensorError: the bytes are not a safetensors file (truncated, corrupt header).
+      ValueError: a tensor has a dtype outside ``_DTYPES``.
+    """
+    tensors = {}
+    for name, view in deserialize(data):
+        if view["dtype"] not in _DTYPES:
+            raise ValueError(f"parameter {name} has unsupported dtype {view['dtype']!r}.")
+        dtype = np.dtype(_DTYPES[view["dtype"]])
+        tensors[name] = np.frombuffer(view["data"], dtype=dtype).reshape(view["shape"])
+    return tensors
+
+
 def tree_from_bytes(data: bytes, target: Any) -> Any:
     """Restores a pytree shaped like ``target`` (arrays or ``jax.ShapeDtypeStruct`` leaves, e.g.
     from ``jax.eval_shape``) from ``tree_to_bytes`` output, checking every key, shape and dtype."""
-    tensors = st_load(data)
+    tensors = load_tensors(data)
     paths, treedef = jax.tree_util.tree_flatten_with_path(target)
     leaves = []
     for path, spec in paths:

@@ -95,6 +95,10 @@ EXPECTED = {
         ["ntjax.store.store.Store", "ntjax.store.catalog.Catalog", "ntjax.registry.Registry"],
         "Write-once model artifacts and their index under one root folder",
     ),
+    "compression": (
+        ["ntjax.lifecycle.quantize.quantize", "ntjax.lifecycle.distill.distill"],
+        "quantised to",
+    ),
     "cli": ([], "ntjax alias rollback NAME"),
 }
 

@@ -177,6 +177,31 @@ def test_forecast_ab_prints_its_label_and_a_latency():
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
+def test_compression_experiment_runs_on_a_shrunken_config(tmp_path):
+    shared_data("ETTh1.csv")
+    out = tmp_path / "compression"
+    _run("compression.py", "--smoke", "--datasets", "ETTh1", "--output", str(out))
+    report = json.loads(out.with_suffix(".json").read_text())
+    rows = {r["model"]: r for r in report["results"][0]["rows"]}
+    assert list(rows) == [
+        "f32",
+        "bf16",
+        "int8",
+        "ensemble K=2",
+        "distilled student 1/4",
+        "student alone 1/4",
+    ]
+    assert rows["int8"]["resident_bytes"] < rows["bf16"]["resident_bytes"]
+    assert rows["bf16"]["resident_bytes"] < rows["f32"]["resident_bytes"]
+    for row in rows.values():
+        assert row["artifact_bytes"] > 0 and row["one_window_ms"] > 0 and row["mae"] > 0
+        assert 0 <= row["coverage_80"] <= 1 and not row["in_sample"]
+    assert {m["batch"] for m in report["matmul"]} == {1, 256}
+    assert "| int8 |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
 def test_transfer_compares_zero_shot_finetuned_and_scratch():
     shared_data("ETTm2.csv")
     out = _run("transfer.py", "--smoke")

@@ -7,6 +7,8 @@
     ntjax alias    set NAME ID | rollback NAME | show [NAME]
     ntjax optimize --data F [--method grid|random|bayesian|gp --n-trials N --workers N]
     ntjax backtest --model-id ID | --model NAME --data prices.csv [--strategy S ...]
+    ntjax quantize --model-id ID --dtype int8|bfloat16 [--data F --max-change X]
+    ntjax distill  --teacher ID[,ID...] --data F --model nhits [--alpha A ...]
     ntjax retrain  --alias NAME --data F [--policy policy.json]
     ntjax demo     [--output-dir D] [--max-steps N]
 
@@ -31,7 +33,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ntjax._version import __version__
-from ntjax.cli import alias, backtest, demo, evaluate, forecast, optimize, retrain, status, train
+from ntjax.cli import (
+    alias,
+    backtest,
+    demo,
+    distill,
+    evaluate,
+    forecast,
+    optimize,
+    quantize,
+    retrain,
+    status,
+    train,
+)
 from ntjax.cli.common import add_store, jsonable
 
 
@@ -65,6 +79,8 @@ COMMANDS: dict[str, Command] = {
     "alias": Command(alias.HELP, alias.add_arguments, alias.run, uses_store=False),
     "optimize": Command(optimize.HELP, optimize.add_arguments, optimize.run),
     "backtest": Command(backtest.HELP, backtest.add_arguments, backtest.run),
+    "quantize": Command(quantize.HELP, quantize.add_arguments, quantize.run),
+    "distill": Command(distill.HELP, distill.add_arguments, distill.run),
     "retrain": Command(retrain.HELP, retrain.add_arguments, retrain.run),
     "demo": Command(demo.HELP, demo.add_arguments, demo.run, uses_store=False),
 }

@@ -43,9 +43,9 @@ _READERS: dict[str, Callable[[Path], pl.DataFrame]] = {
 }
 
 
-def add_data(parser: argparse.ArgumentParser) -> None:
-    """``--data`` and how to read and repair it."""
-    parser.add_argument("--data", required=True, help="CSV or Parquet file, long or wide")
+def add_data(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--data`` (optional with ``required=False``) and how to read and repair it."""
+    parser.add_argument("--data", required=required, help="CSV or Parquet file, long or wide")
     parser.add_argument("--time-col", help="time column of a wide file")
     parser.add_argument("--target", help="value column(s) of a wide file, comma-separated")
     parser.add_argument(

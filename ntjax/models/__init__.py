@@ -31,6 +31,7 @@ from ntjax.config import (
 from ntjax.losses import pinball_loss
 from ntjax.models import deepar, ensemble, nbeats, nhits, recurrent, tcn, transformer
 from ntjax.models._common import Inputs, Params, as_inputs, dummy_inputs, monotone_quantiles
+from ntjax.models.quantized import dequantize_params
 
 
 def quantile_loss(
@@ -55,6 +56,50 @@ def quantile_predict(
     return spec.apply(config, params, inputs)
 
 
+def quantile_distillation_loss(
+    spec: ModelSpec,
+    config: ModelConfig,
+    params: Params,
+    inputs: Inputs,
+    teacher: jax.Array,
+    *,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """Distillation loss of quantile families: each predicted quantile's pinball loss against
+    the teacher's forecast of the same level, ``[batch, horizon, n_quantiles]``.
+
+    Args:
+      teacher: ``[batch, horizon, n_quantiles]`` the teacher's quantiles (scaled units).
+    """
+    predictions = spec.apply(config, params, inputs, key=key)
+    return jnp.concatenate(
+        [
+            pinball_loss(predictions[..., i : i + 1], teacher[..., i], quantiles=(q,))
+            for i, q in enumerate(config.quantiles)
+        ],
+        axis=-1,
+    )
+
+
+def likelihood_distillation_loss(
+    spec: ModelSpec,
+    config: ModelConfig,
+    params: Params,
+    inputs: Inputs,
+    teacher: jax.Array,
+    *,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """Distillation loss of likelihood families (DeepAR): the family's own loss with each of
+    the teacher's quantile paths ``[batch, horizon, n_quantiles]`` as the target, averaged over
+    the levels (the quantiles stand in for samples of the teacher's distribution)."""
+    parts = [
+        spec.loss(spec, config, params, inputs, teacher[..., i], key=key)
+        for i in range(teacher.shape[-1])
+    ]
+    return jnp.mean(jnp.stack(parts), axis=0)
+
+
 class ModelSpec(NamedTuple):
     """A model family. ``loss``/``predict`` take the spec first so families can share them."""
 
@@ -65,12 +110,19 @@ class ModelSpec(NamedTuple):
     predict: Callable[..., jax.Array] = quantile_predict
     sample: Callable[..., jax.Array] | None = None
     options: tuple[tuple[str, str], ...] = ()  # XLA compile options (``ntjax._jit``)
+    distill: Callable[..., jax.Array] = quantile_distillation_loss
 
     def training_loss(self, config, params, inputs, targets, *, key=None) -> jax.Array:
         return self.loss(self, config, params, inputs, targets, key=key)
 
+    def distillation_loss(self, config, params, inputs, teacher, *, key=None) -> jax.Array:
+        """The loss against a teacher's quantiles ``[batch, horizon, n_quantiles]``."""
+        return self.distill(self, config, params, inputs, teacher, key=key)
+
     def predict_quantiles(self, config, params, inputs, *, key=None) -> jax.Array:
-        return self.predict(self, config, params, inputs, key=key)
+        # Quantised records (``ntjax.models.quantized``) keep int8/bfloat16 weights; they
+        # become float32 here, inside the jitted program (the identity for float32 params).
+        return self.predict(self, config, dequantize_params(params), inputs, key=key)
 
     def is_stochastic(self, config: ModelConfig) -> bool:
         """Whether predictions need a PRNG key (sampling families, or ensembles of them)."""
@@ -106,6 +158,7 @@ MODELS: dict[str, ModelSpec] = {
         loss=deepar.loss,
         predict=deepar.predict,
         sample=deepar.sample,
+        distill=likelihood_distillation_loss,
     ),
     "transformer": ModelSpec(TransformerConfig, transformer.init, transformer.apply),
     "ensemble": ModelSpec(

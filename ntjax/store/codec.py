@@ -6,6 +6,11 @@ are rebuilt only from the closed model table (``ntjax.models.CONFIGS``) with the
 parameters restore only into the structure the config's model has, and the block digest of
 the parameter file (the full sha256 too, on request) must match. A bad artifact raises one of
 ``CORRUPT``; anything else is a bug and propagates as itself.
+
+A quantised record (``nt.quantize``) says so in ``extra["quantization"]["dtype"]`` (``int8``
+or ``bfloat16``): its parameters restore into the quantised structure of its config's model
+(``ntjax.models.quantized.quantized_shapes``: int8 kernels with their float32 scales, or
+bfloat16 kernels), with the same checks of every key, shape and dtype.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ntjax.config import (
 )
 from ntjax.data.scalers import ScalerState
 from ntjax.models import CONFIGS, spec_for
+from ntjax.models.quantized import DTYPES as QUANTIZED_DTYPES
+from ntjax.models.quantized import quantized_shapes
 from ntjax.record import ModelRecord
 from ntjax.store._json import dumps
 from ntjax.store.errors import ArtifactError
@@ -146,6 +153,10 @@ def check_meta(meta: Any, model_id: str) -> None:
     _require(info, "n_params", int, "a parameter count")
     for key in ("digest", "sha256"):
         _require(info, key, str, "a text")
+    quantization = (meta.get("extra") or {}).get("quantization")
+    dtype = quantization.get("dtype") if isinstance(quantization, dict) else None
+    if quantization is not None and dtype not in QUANTIZED_DTYPES:
+        raise ValueError(f"the record's quantization is not one of {QUANTIZED_DTYPES}")
     scaler = meta.get("scaler")
     if scaler is not None:
         _require(scaler, "kind", str, "a text")
@@ -203,7 +214,11 @@ def decode(model_id: str, meta_bytes: bytes, params_bytes: bytes, *, verify: boo
     if verify and info["sha256"] != hashlib.sha256(params_bytes).hexdigest():
         raise ValueError(f"{PARAMS_FILE} does not match its sha256")
     config = config_of(meta)
-    params = jax.device_put(_io.tree_from_bytes(params_bytes, _param_shapes(config)))
+    shapes = _param_shapes(config)
+    quantization = (meta.get("extra") or {}).get("quantization")
+    if quantization is not None:
+        shapes = quantized_shapes(shapes, quantization["dtype"])
+    params = jax.device_put(_io.tree_from_bytes(params_bytes, shapes))
     training, optimizer = meta.get("training"), meta.get("optimizer")
     return ModelRecord(
         id=meta["id"],

@@ -37,12 +37,26 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
-def _window_loss(spec: ModelSpec, config: ModelConfig, params, data_values, windows, key):
+def _window_loss(
+    spec: ModelSpec,
+    config: ModelConfig,
+    params,
+    data_values,
+    windows,
+    key,
+    teacher=None,
+    teacher_weight=None,
+):
     window = gather_windows(
         data_values, windows[:, 0], windows[:, 1], config.input_size + config.horizon
     )
     inputs, targets = split_window(window, config)
-    return spec.training_loss(config, params, inputs, targets, key=key).mean()
+    loss = spec.training_loss(config, params, inputs, targets, key=key).mean()
+    if teacher is None:
+        return loss
+    # Distillation: the data's loss mixed with the loss against the teacher's quantiles.
+    distilled = spec.distillation_loss(config, params, inputs, teacher, key=key).mean()
+    return (1.0 - teacher_weight) * loss + teacher_weight * distilled
 
 
 def train_step_fn(
@@ -59,10 +73,18 @@ def train_step_fn(
         sample_key, dropout_key = jax.random.split(jax.random.fold_in(key, state.step))
         pick = jax.random.randint(sample_key, (batch_size,), 0, data.n_windows)
         windows = data.windows[pick]
+        teacher = None if data.teacher is None else data.teacher[pick]
         if batch_sharding is not None:
             windows = jax.lax.with_sharding_constraint(windows, batch_sharding)
         loss, grads = jax.value_and_grad(_window_loss, argnums=2)(
-            spec, config, state.params, data.values, windows, dropout_key
+            spec,
+            config,
+            state.params,
+            data.values,
+            windows,
+            dropout_key,
+            teacher,
+            data.teacher_weight,
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
         params = optax.apply_updates(state.params, updates)
