@@ -70,7 +70,8 @@ class RetrainPolicy:
       method: ``finetune`` the champion (``nt.finetune`` defaults) or ``refit`` its config
         from scratch with its training and optimizer settings.
       holdout: rows at the end of each series both models are compared on (default: half of
-        the new rows, at least a horizon + 2 origins' worth, at most ten horizons).
+        the new rows, at least horizon + 2 rows (three forecast origins), at most ten
+        horizons).
       significance: the one-sided Diebold-Mariano p-value below which the challenger wins.
       loss: ``mae`` or ``mse`` of the scaled errors, per forecast origin.
       max_steps: the challenger's optimisation steps (default: the method's).
