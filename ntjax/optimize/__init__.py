@@ -32,7 +32,9 @@ from ntjax.optimize.study import (
     PRUNERS,
     SAMPLERS,
     OptimizeResult,
+    close_study,
     default_storage,
+    open_study,
     optimize,
 )
 from ntjax.optimize.workers import (
@@ -46,9 +48,11 @@ __all__ = [
     "SAMPLERS",
     "Dimension",
     "OptimizeResult",
+    "close_study",
     "configs_from_params",
     "default_space",
     "default_storage",
+    "open_study",
     "grid_size",
     "optimize",
     "optimize_workers",

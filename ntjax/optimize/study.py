@@ -16,6 +16,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import optuna
 import polars as pl
+import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from ntjax.config import (
@@ -127,14 +131,119 @@ def default_storage(store_root: str | os.PathLike) -> str:
     return f"sqlite:///{root / 'optuna.sqlite3'}"
 
 
-def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
+# Errors of optuna's schema and study creation when processes open a fresh storage at the same
+# moment (optuna#1092): SQLite's "table ... already exists" (OperationalError), PostgreSQL's
+# duplicate pg_type row (IntegrityError) or "relation ... already exists" (ProgrammingError).
+# The creation is idempotent (tables are created if missing, the study is loaded if it exists),
+# so the loser retries; anything that is still failing after the retries is raised as it is.
+_CREATION_RACE = (
+    sqlalchemy.exc.IntegrityError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.ProgrammingError,
+)
+_CREATION_ATTEMPTS = 8
+
+
+def _open_storage(
+    url: str | None, *, heartbeat_interval: int | None = None
+) -> optuna.storages.BaseStorage | None:
     if url is None:
         return None
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several processes write one file: wait for the lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 120}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    heartbeat: dict[str, Any] = {}
+    # Built in two steps so that a constructor that fails half-way (the creation race) still
+    # lets us close the connections it opened.
+    storage = optuna.storages.RDBStorage.__new__(optuna.storages.RDBStorage)
+    try:
+        with warnings.catch_warnings():
+            # optuna marks the heartbeat experimental (since 2.8/2.9); ntjax relies on it.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if heartbeat_interval is not None:
+                # A killed worker's trial goes FAIL once its heartbeat is older than the grace
+                # period (checked by the others before each trial) and runs again once (a new
+                # WAITING trial with the same parameters).
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": 3 * heartbeat_interval,
+                    "heartbeat_stale_trial_callback": (
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+                    ),
+                }
+            storage.__init__(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except BaseException:
+        if hasattr(storage, "engine"):
+            storage.engine.dispose()
+        raise
+    return storage
+
+
+def close_study(study: optuna.Study) -> None:
+    """Closes the pooled database connections of ``study``'s RDB storage (a no-op otherwise);
+    the study object must not be used afterwards."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in a cache
+    if isinstance(backend, optuna.storages.RDBStorage):
+        backend.engine.dispose()
+
+
+def open_study(
+    storage: str | None,
+    *,
+    study_name: str,
+    direction: str = "minimize",
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    heartbeat_interval: int | None = None,
+) -> optuna.Study:
+    """Creates the study ``study_name`` in ``storage``, or joins it when it exists.
+
+    Safe for independent processes that start together on a fresh storage (several machines
+    each running ``nt.optimize(..., storage=URL, study_name=NAME)``): a process that loses
+    optuna's schema or study creation race (optuna#1092) retries with a randomised backoff
+    and joins the study the winner created. ``close_study`` releases its connections.
+
+    Args:
+      storage: an optuna RDB URL, or None for an in-memory study.
+      study_name: the study's name.
+      direction: ``minimize`` or ``maximize`` (of a new study).
+      sampler: the sampler this process asks trials from.
+      pruner: the pruner this process prunes with.
+      heartbeat_interval: seconds between the heartbeats of a running trial (RDB storages);
+        a trial silent for three intervals is failed by the other workers and run again once.
+
+    Raises:
+      sqlalchemy.exc.SQLAlchemyError: the storage still fails after the retries (a server that
+        cannot be reached, a bad URL).
+    """
+    for attempt in range(_CREATION_ATTEMPTS):
+        rdb = None
+        try:
+            rdb = _open_storage(storage, heartbeat_interval=heartbeat_interval)
+            return optuna.create_study(
+                storage=rdb,
+                sampler=sampler,
+                pruner=pruner,
+                study_name=study_name,
+                direction=direction,
+                load_if_exists=True,
+            )
+        except _CREATION_RACE as error:
+            if rdb is not None:
+                rdb.engine.dispose()
+            if attempt == _CREATION_ATTEMPTS - 1:
+                raise
+            delay = 0.05 * 2**attempt * (1 + random.random())
+            _log.info(
+                "opening study %r: %s; retrying in %.2fs (another process is creating it).",
+                study_name,
+                type(error.orig).__name__ if error.orig is not None else type(error).__name__,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,6 +261,9 @@ class _Study:
     training: TrainingConfig | None
     optimizer: OptimizerConfig | None
     study: optuna.Study
+
+    def close(self) -> None:
+        close_study(self.study)
 
     @property
     def grid(self) -> bool:
@@ -356,6 +468,14 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
             blockers,
             n_trials,
         )
+    if setup.grid and n_jobs == 1:
+        # One trial at a time while the grid has a point nobody took: independent processes
+        # on one grid stop together instead of each re-running points the others ran.
+        for _ in range(n_trials):
+            if not _grid_left(setup):
+                return
+            setup.study.optimize(_objective(setup), n_trials=1, catch=_TRIAL_ERRORS)
+        return
     setup.study.optimize(
         _objective(setup),
         n_trials=n_trials,
@@ -364,11 +484,29 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
     )
 
 
+def _grid_left(setup: _Study) -> bool:
+    """Whether the grid has a point no trial has taken, or a trial waiting to run (a retry).
+
+    optuna gives trial ``n < size`` grid point ``n`` (its number is set when it is created,
+    its point a moment later), so the trials numbered below the size are the points taken.
+    Two processes checking at the same instant may still both ask at the end of the grid:
+    one point then runs twice."""
+    size = math.prod(len(d.grid()) for d in setup.dimensions.values() if d.varies)
+    trials = setup.study.get_trials(deepcopy=False)
+    taken = sum(t.number < size for t in trials)
+    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+    return taken < size or waiting
+
+
 def _grid_sampler(dimensions: Mapping[str, Dimension], seed: int) -> optuna.samplers.BaseSampler:
     space = {name: dim.grid() for name, dim in dimensions.items() if dim.varies}
     if not space:
         raise ValueError("grid search needs at least one key with several values.")
-    return _GridSampler(space, seed=seed)
+    # optuna shuffles the grid with the sampler's seed and trial n takes point n of that order:
+    # every process working the study (worker seeds differ) must shuffle it the same way, or two
+    # of them run one point twice and another never.
+    del seed
+    return _GridSampler(space, seed=0)
 
 
 def _gp_sampler(dimensions: Mapping[str, Dimension], seed: int) -> optuna.samplers.BaseSampler:
@@ -421,9 +559,18 @@ def _setup(
     population: int | None,
     training: TrainingConfig | None,
     optimizer: OptimizerConfig | None,
+    heartbeat_interval: int | None = None,
 ) -> _Study:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}.")
+    if heartbeat_interval is not None and (
+        isinstance(heartbeat_interval, bool)
+        or not isinstance(heartbeat_interval, int)
+        or heartbeat_interval < 1
+    ):
+        raise ValueError(
+            f"heartbeat_interval must be a positive integer (seconds), got {heartbeat_interval!r}."
+        )
     for name, value in (("valid_size", valid_size), ("cv_windows", cv_windows)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -433,13 +580,13 @@ def _setup(
         raise ValueError(f"population must be a positive integer, got {population!r}.")
     dimensions = parse_space(space)
     sampler = _sampler(method, dimensions, seed)
-    study = optuna.create_study(
-        storage=_open_storage(storage),
-        sampler=sampler,
-        pruner=_pruner(pruner),
+    study = open_study(
+        storage,
         study_name=study_name,
         direction=METRICS[metric],
-        load_if_exists=True,
+        sampler=sampler,
+        pruner=_pruner(pruner),
+        heartbeat_interval=heartbeat_interval,
     )
     return _Study(
         frame=validate(df),
@@ -533,6 +680,7 @@ def optimize(
     optimizer: OptimizerConfig | None = None,
     store_root: str | os.PathLike | None = None,
     refit: bool = True,
+    heartbeat_interval: int | None = 10,
 ) -> OptimizeResult:
     """Runs an optuna study over ``space`` and refits the best model.
 
@@ -562,6 +710,12 @@ def optimize(
       optimizer: base optimizer config the space overrides.
       store_root: folder whose ``optuna.sqlite3`` holds the study when ``storage`` is None.
       refit: refit the best parameters on all of ``df`` (``OptimizeResult.best``).
+      heartbeat_interval: seconds between the heartbeats of a running trial in an RDB storage
+        (None: no heartbeat); the trial of a worker that died is failed once it has been silent
+        for three intervals and runs again once.
+
+    Several processes or machines may start together on a fresh storage with the same
+    ``study_name``: they all join one study (``open_study``).
 
     Returns:
       An ``OptimizeResult``.
@@ -586,6 +740,10 @@ def optimize(
         population=population,
         training=training,
         optimizer=optimizer,
+        heartbeat_interval=heartbeat_interval if storage is not None else None,
     )
-    _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)
-    return _result(setup, storage, refit=refit)
+    try:
+        _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)
+        return _result(setup, storage, refit=refit)
+    finally:
+        setup.close()

@@ -27,6 +27,7 @@ from ntjax.optimize.study import (
     _result,
     _run_trials,
     _setup,
+    _Study,
     _trial_count,
     default_storage,
 )
@@ -62,6 +63,7 @@ def optimize_workers(
     training: TrainingConfig | None = None,
     optimizer: OptimizerConfig | None = None,
     refit: bool = True,
+    heartbeat_interval: int | None = 10,
 ) -> OptimizeResult:
     """Runs one study with ``workers`` processes sharing its storage, then refits the best.
 
@@ -100,8 +102,24 @@ def optimize_workers(
         "population": population,
         "training": dataclasses.asdict(training) if training is not None else None,
         "optimizer": dataclasses.asdict(optimizer) if optimizer is not None else None,
+        "heartbeat_interval": heartbeat_interval,
     }
+    # The study is created here, once, before the workers start (they join it).
     setup = _setup(df, space, **_decode_options(options))
+    try:
+        return _run_workers(setup, space, options, n_trials, workers, refit)
+    finally:
+        setup.close()
+
+
+def _run_workers(
+    setup: _Study,
+    space: Mapping[str, Any],
+    options: Mapping[str, Any],
+    n_trials: int,
+    workers: int,
+    refit: bool,
+) -> OptimizeResult:
     total = _trial_count(setup, n_trials)
     shares = [s for s in _shares(total, workers) if s > 0]
     with tempfile.TemporaryDirectory(prefix="ntjax-study-") as folder:
@@ -122,7 +140,7 @@ def optimize_workers(
     _log.info(
         "%d workers ran %d trials in %.1fs.", len(shares), total, time.perf_counter() - started
     )
-    return _result(setup, storage, refit=refit)
+    return _result(setup, options["storage"], refit=refit)
 
 
 def _decode_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +157,10 @@ def _worker_main(job_path: str, index: int) -> None:
     options = _decode_options(job["options"])
     options["seed"] = options["seed"] + index + 1
     setup = _setup(pl.read_parquet(job["data"]), job["space"], **options)
-    _run_trials(setup, job["shares"][index])
+    try:
+        _run_trials(setup, job["shares"][index])
+    finally:
+        setup.close()
 
 
 def worker_main(argv: Sequence[str]) -> int:
