@@ -47,7 +47,7 @@ _SOURCES: dict[str, str] = {
         ("RetrainDecision", "RetrainPolicy", "distill", "finetune", "quantize", "retrain"),
         "ntjax.lifecycle",
     ),
-    **dict.fromkeys(("OptimizeResult", "optimize"), "ntjax.optimize"),
+    **dict.fromkeys(("OptimizeResult", "auto_space", "optimize"), "ntjax.optimize"),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
     ),
@@ -91,6 +91,7 @@ __all__ = [
     "StreamingForecaster",
     "TrainingConfig",
     "__version__",
+    "auto_space",
     "data",
     "coverage_table",
     "evaluate",

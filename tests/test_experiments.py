@@ -216,3 +216,10 @@ def test_retraining_replays_three_strategies():
     assert "month 3:" in out and "promotions:" in out
     for strategy in ("never", "monthly", "pipeline"):
         assert strategy in out
+
+
+@pytest.mark.slow
+def test_auto_long_horizon_runs_one_search_cell():
+    shared_data("ETTh1.csv")
+    out = _run("auto_long_horizon.py", "--smoke")
+    assert "'dataset': 'ETTh1'" in out and "'trials_completed': 1" in out

@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=_names.SAMPLERS, default="bayesian")
     parser.add_argument("--n-trials", type=int, default=20, help="trials (grid: the whole grid)")
     parser.add_argument("--space", help="search space JSON file (default: input size x lr)")
+    parser.add_argument(
+        "--auto",
+        nargs="?",
+        const="default",
+        choices=("default", "quick"),
+        help="the family's Auto space (nt.auto_space) for --horizon instead of --space; "
+        "optionally its budget: default (neuralforecast's Auto* ranges) or quick",
+    )
+    parser.add_argument("--timeout", type=float, help="time budget of the trials in seconds")
     parser.add_argument("--horizon", type=int, default=24, help="horizon of the default space")
     parser.add_argument("--max-steps", type=int, default=300, help="steps of the default space")
     parser.add_argument("--metric", choices=_names.METRICS, default="mae")
@@ -53,11 +62,23 @@ def optimize_command(
 
     ``args`` carries ``model, method, n_trials, space (a JSON file or None), workers, storage,
     study_name, metric, seed, pruner, valid_size, cv_windows, population, horizon,
-    max_steps``; the study lives in ``storage``, else in ``store_root``'s SQLite file.
+    max_steps, auto, timeout``; the study lives in ``storage``, else in ``store_root``'s
+    SQLite file.
     """
-    from ntjax.optimize import default_space, default_storage, optimize, optimize_workers
+    from ntjax.optimize import (
+        auto_space,
+        default_space,
+        default_storage,
+        optimize,
+        optimize_workers,
+    )
 
-    if args.space is not None:
+    auto = getattr(args, "auto", None)  # callers building their own namespace may omit it
+    if auto is not None and args.space is not None:
+        raise ValueError("--auto and --space are two ways to give the space; pass one.")
+    if auto is not None:
+        space = auto_space(args.model or "nhits", args.horizon, budget=auto)
+    elif args.space is not None:
         space = json.loads(Path(args.space).read_text())
         if not isinstance(space, dict):
             raise ValueError(f"{args.space} must hold a JSON object (the search space).")
@@ -76,6 +97,7 @@ def optimize_command(
         "valid_size": args.valid_size,
         "cv_windows": args.cv_windows,
         "population": args.population,
+        "timeout": getattr(args, "timeout", None),
     }
     if args.workers > 1:
         result = optimize_workers(frame, space, workers=args.workers, **options)

@@ -20,6 +20,7 @@ storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work
 and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
 """
 
+from ntjax.optimize.auto import BUDGETS, auto_space
 from ntjax.optimize.space import (
     Dimension,
     configs_from_params,
@@ -43,11 +44,13 @@ from ntjax.optimize.workers import (
 )
 
 __all__ = [
+    "BUDGETS",
     "METRICS",
     "PRUNERS",
     "SAMPLERS",
     "Dimension",
     "OptimizeResult",
+    "auto_space",
     "close_study",
     "configs_from_params",
     "default_space",

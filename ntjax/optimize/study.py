@@ -261,6 +261,7 @@ class _Study:
     training: TrainingConfig | None
     optimizer: OptimizerConfig | None
     study: optuna.Study
+    deadline: float | None = None  # time.monotonic() after which no trial starts or goes on
 
     def close(self) -> None:
         close_study(self.study)
@@ -306,6 +307,13 @@ class _Study:
             raise FloatingPointError(f"the {self.metric} of the trial is {value}.")
         return float(value)
 
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left of the time budget (None: no budget)."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
     def reporter(self, trial: optuna.Trial) -> Callable[[Progress], None]:
         """Reports the validation loss (train loss without validation) and prunes."""
 
@@ -316,6 +324,10 @@ class _Study:
             trial.report(self.sign * loss, progress.step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {progress.step} (loss {loss:.6g}).")
+            if self.out_of_time():
+                raise optuna.TrialPruned(
+                    f"stopped at step {progress.step}: the search's time budget ran out."
+                )
 
         return report
 
@@ -458,6 +470,8 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
                 "population mode: %d trials in rounds of up to %d members.", n_trials, population
             )
             for start in range(0, n_trials, population):
+                if setup.out_of_time():
+                    return
                 _run_population_round(setup, min(population, n_trials - start))
             return
         _log.warning(
@@ -472,7 +486,7 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
         # One trial at a time while the grid has a point nobody took: independent processes
         # on one grid stop together instead of each re-running points the others ran.
         for _ in range(n_trials):
-            if not _grid_left(setup):
+            if setup.out_of_time() or not _grid_left(setup):
                 return
             setup.study.optimize(_objective(setup), n_trials=1, catch=_TRIAL_ERRORS)
         return
@@ -481,6 +495,7 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
         n_trials=n_trials,
         n_jobs=n_jobs,
         catch=_TRIAL_ERRORS,
+        timeout=setup.remaining(),
     )
 
 
@@ -560,6 +575,7 @@ def _setup(
     training: TrainingConfig | None,
     optimizer: OptimizerConfig | None,
     heartbeat_interval: int | None = None,
+    deadline: float | None = None,
 ) -> _Study:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}.")
@@ -600,6 +616,7 @@ def _setup(
         training=training,
         optimizer=optimizer,
         study=study,
+        deadline=deadline,
     )
 
 
@@ -631,6 +648,11 @@ def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResul
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         errors = [t.user_attrs["error"] for t in trials if "error" in t.user_attrs][:3]
+        if setup.out_of_time():
+            raise ValueError(
+                f"no trial of study {study.study_name!r} completed within the time budget "
+                f"({len(trials)} trials started); give it a larger timeout or fewer steps."
+            )
         raise ValueError(
             f"no trial of study {study.study_name!r} completed ({len(trials)} trials); "
             f"errors: {errors or 'none recorded (all pruned?)'}."
@@ -681,6 +703,7 @@ def optimize(
     store_root: str | os.PathLike | None = None,
     refit: bool = True,
     heartbeat_interval: int | None = 10,
+    timeout: float | None = None,
 ) -> OptimizeResult:
     """Runs an optuna study over ``space`` and refits the best model.
 
@@ -713,6 +736,10 @@ def optimize(
       heartbeat_interval: seconds between the heartbeats of a running trial in an RDB storage
         (None: no heartbeat); the trial of a worker that died is failed once it has been silent
         for three intervals and runs again once.
+      timeout: time budget of this call's trials in seconds (None: none). No trial starts
+        after it, and a trial running at the deadline is stopped (pruned) at its next
+        validation check, so the search ends within one validation period of the budget; the
+        refit of the best trial comes after.
 
     Several processes or machines may start together on a fresh storage with the same
     ``study_name``: they all join one study (``open_study``).
@@ -723,6 +750,11 @@ def optimize(
     Raises:
       ValueError: a malformed space or option, or no trial completed.
     """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    deadline = None if timeout is None else time.monotonic() + timeout
     if storage is None and store_root is not None:
         storage = default_storage(store_root)
     setup = _setup(
@@ -741,6 +773,7 @@ def optimize(
         training=training,
         optimizer=optimizer,
         heartbeat_interval=heartbeat_interval if storage is not None else None,
+        deadline=deadline,
     )
     try:
         _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)

@@ -64,6 +64,7 @@ def optimize_workers(
     optimizer: OptimizerConfig | None = None,
     refit: bool = True,
     heartbeat_interval: int | None = 10,
+    timeout: float | None = None,
 ) -> OptimizeResult:
     """Runs one study with ``workers`` processes sharing its storage, then refits the best.
 
@@ -71,7 +72,8 @@ def optimize_workers(
     grid); each worker is a new Python process (``worker_main([JOB, WORKER])``) that reads
     the data from a Parquet copy and samples with seed ``seed + worker + 1``. Other
     machines can join the same study with ``optimize(..., storage=URL, study_name=NAME)``.
-    The other arguments are those of ``optimize``.
+    The other arguments are those of ``optimize`` (``timeout`` is one budget shared by all
+    the workers, counted from this call).
 
     Args:
       workers: number of processes.
@@ -89,6 +91,12 @@ def optimize_workers(
         raise ValueError("several workers need a shared storage: pass storage= or store_root=.")
     if pruner is not None and not isinstance(pruner, str):
         raise ValueError("workers take a pruner by name (median, halving, none).")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    # Wall-clock time: the workers are other processes (their monotonic clocks differ).
+    ends_at = None if timeout is None else time.time() + timeout
     options = {
         "method": method,
         "metric": metric,
@@ -107,7 +115,7 @@ def optimize_workers(
     # The study is created here, once, before the workers start (they join it).
     setup = _setup(df, space, **_decode_options(options))
     try:
-        return _run_workers(setup, space, options, n_trials, workers, refit)
+        return _run_workers(setup, space, options, n_trials, workers, refit, ends_at)
     finally:
         setup.close()
 
@@ -119,6 +127,7 @@ def _run_workers(
     n_trials: int,
     workers: int,
     refit: bool,
+    ends_at: float | None = None,
 ) -> OptimizeResult:
     total = _trial_count(setup, n_trials)
     shares = [s for s in _shares(total, workers) if s > 0]
@@ -126,7 +135,13 @@ def _run_workers(
         data_path = Path(folder) / "data.parquet"
         setup.frame.write_parquet(data_path)
         job_path = Path(folder) / "job.json"
-        job = {"data": str(data_path), "space": dict(space), "options": options, "shares": shares}
+        job = {
+            "data": str(data_path),
+            "space": dict(space),
+            "options": options,
+            "shares": shares,
+            "ends_at": ends_at,
+        }
         job_path.write_text(json.dumps(job))
         started = time.perf_counter()
         processes = [
@@ -156,7 +171,9 @@ def _worker_main(job_path: str, index: int) -> None:
     job = json.loads(Path(job_path).read_text())
     options = _decode_options(job["options"])
     options["seed"] = options["seed"] + index + 1
-    setup = _setup(pl.read_parquet(job["data"]), job["space"], **options)
+    ends_at = job.get("ends_at")
+    deadline = None if ends_at is None else time.monotonic() + (ends_at - time.time())
+    setup = _setup(pl.read_parquet(job["data"]), job["space"], **options, deadline=deadline)
     try:
         _run_trials(setup, job["shares"][index])
     finally:

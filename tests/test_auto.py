@@ -1,0 +1,116 @@
+"""nt.auto_space (a search space per family) and the time budget of nt.optimize."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import sine_frame
+
+import ntjax as nt
+from ntjax.optimize import parse_space
+from ntjax.optimize.auto import auto_space
+
+FAMILIES = ("nhits", "nbeats", "lstm_attention", "gru", "tcn", "deepar", "transformer")
+
+
+@pytest.mark.parametrize("budget", ["default", "quick"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_space_parses_for_every_family(family, budget):
+    space = auto_space(family, 96, budget=budget)
+    dimensions = parse_space(space)
+    assert space["model"] == family and dimensions["model.horizon"].value == 96
+    inputs = dimensions["model.input_size"].choices
+    assert min(inputs) >= 96 and all(size % 1 == 0 for size in inputs)
+    assert dimensions["optimizer.learning_rate"].log
+
+
+def test_nhits_space_follows_autonhits_and_drops_downsampling_coarser_than_the_horizon():
+    space = auto_space("nhits", 24)
+    assert space["model.input_size"] == {"choice": [24, 48, 72, 96, 120]}
+    assert space["optimizer.learning_rate"] == {"low": 1e-4, "high": 1e-1, "log": True}
+    assert space["training.max_steps"] == {"low": 500, "high": 1500, "step": 100}
+    assert space["training.scaler"] == {"choice": ["identity", "robust", "standard"]}
+    assert all(max(d) <= 24 for d in space["model.freq_downsample"]["choice"])
+    assert [168, 24, 1] in auto_space("nhits", 168)["model.freq_downsample"]["choice"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_tiny_trial_of_every_auto_space_runs(family):
+    """A point sampled from the real space, trained for a few steps: every key reaches a valid
+    config of its family."""
+    space = auto_space(family, 4, budget="quick")
+    space |= {"training.max_steps": 3, "training.batch_size": 8}
+    result = nt.optimize(
+        sine_frame(n_series=1, length=120), space, method="random", n_trials=1, refit=False
+    )
+    assert result.trials["state"].to_list() == ["COMPLETE"], result.trials["error"].to_list()
+
+
+def test_bad_auto_requests_get_one_sentence():
+    with pytest.raises(ValueError, match="no space for 'ensemble'"):
+        auto_space("ensemble", 24)
+    with pytest.raises(ValueError, match="budget must be one of"):
+        auto_space("nhits", 24, budget="huge")
+    with pytest.raises(ValueError, match="horizon must be a positive integer"):
+        auto_space("nhits", 0)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        nt.optimize(sine_frame(), auto_space("nhits", 4), timeout=0)
+
+
+def _timed_space(max_steps):
+    return {
+        "model": "nhits",
+        "model.horizon": 4,
+        "model.input_size": 16,
+        "model.mlp_units": 16,
+        "optimizer.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+        "training.max_steps": max_steps,
+        "training.batch_size": 8,
+        "training.val_check_steps": 10,
+    }
+
+
+def test_a_search_with_a_timeout_stops_in_time():
+    df = sine_frame(n_series=1, length=120)
+    nt.optimize(df, _timed_space(20), method="random", n_trials=1, refit=False)  # compiled
+    started = time.perf_counter()
+    result = nt.optimize(
+        df, _timed_space(20), method="random", n_trials=10_000, timeout=4.0, refit=False
+    )
+    elapsed = time.perf_counter() - started
+    assert elapsed < 4.0 + 10.0  # the budget, plus setup and at most one short trial
+    states = result.trials["state"].to_list()
+    assert 1 <= states.count("COMPLETE") < 10_000
+
+
+def test_a_trial_running_at_the_deadline_is_stopped():
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="completed within the time budget"):
+        nt.optimize(
+            sine_frame(n_series=1, length=120), _timed_space(1_000_000), method="random",
+            n_trials=5, timeout=2.0, refit=False, pruner="none",
+        )  # fmt: skip
+    assert time.perf_counter() - started < 2.0 + 20.0  # one validation period past the budget
+
+
+def test_cli_optimize_auto_runs_the_family_space(tmp_path):
+    data = tmp_path / "data.csv"
+    sine_frame(n_series=1, length=120).write_csv(data)
+    argv = ["optimize", "--data", str(data), "--model", "nhits", "--horizon", "4", "--auto",
+            "quick", "--n-trials", "1", "--method", "random", "--timeout", "120",
+            "--store", str(tmp_path / "store")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device
+    run = subprocess.run(
+        [sys.executable, "-m", "ntjax.cli", *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert set(result["best_params"]) >= {"model.input_size", "model.freq_downsample"}
+    both = subprocess.run(
+        [sys.executable, "-m", "ntjax.cli", *argv, "--space", str(data)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert both.returncode == 1 and "--auto and --space" in both.stderr
