@@ -58,6 +58,8 @@ _SOURCES: dict[str, str] = {
 }
 # Public names that are modules.
 _MODULES = ("data", "lifecycle", "metrics", "models")
+# Public module names that live deeper in the package.
+_MODULE_SOURCES = {"distributed": "ntjax.train.distributed"}
 
 __all__ = [
     "DeepARConfig",
@@ -101,6 +103,7 @@ __all__ = [
     "quantize",
     "fit_population",
     "lifecycle",
+    "distributed",
     "forecast",
     "optimize",
     "retrain",
@@ -117,6 +120,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _MODULES:
         value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _MODULE_SOURCES:
+        value = importlib.import_module(_MODULE_SOURCES[name])
     elif name in _SOURCES:
         value = getattr(importlib.import_module(_SOURCES[name]), name)
     else:

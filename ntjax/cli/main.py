@@ -110,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0 ok, 1 failed, 2 bad usage)."""
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # to start a child with
         result = COMMANDS[args.command].run(args)
     except UsageError as exc:
         print(_one_line(exc), file=sys.stderr)

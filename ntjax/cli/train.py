@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from ntjax.cli import _names
@@ -36,11 +38,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--init-from", help="fine-tune from this model id or alias")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--checkpoint-dir", help="folder of resumable checkpoints")
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints")
+    group = parser.add_argument_group("multi-process training (see docs/scaling.md)")
+    group.add_argument("--coordinator", help="HOST:PORT of process 0 (it listens there only)")
+    group.add_argument("--num-processes", type=int, help="processes of the job")
+    group.add_argument("--process-id", type=int, help="this process's rank, 0..N-1")
+    group.add_argument(
+        "--heartbeat-timeout", type=int, default=10, help="seconds before a silent peer is lost"
+    )
+    group.add_argument(
+        "--init-timeout", type=int, default=60, help="seconds to wait for every process to join"
+    )
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _distributed(args: argparse.Namespace) -> bool:
+    return any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not _distributed(args):
+        return _train(args)
+    from ntjax.train import distributed
+
+    label = f"process {args.process_id} of {args.num_processes}"
+    if not os.environ.get(distributed.SUPERVISED_VARIABLE):
+        # JAX's runtime aborts a process whose peer is lost (from a C++ thread, with a stack
+        # trace): the job runs in a child, and this process sums such an end up in a sentence.
+        command = [sys.executable, "-m", "ntjax.cli", *args.argv]
+        code, sentence = distributed.supervise(command, label=label)
+        if sentence is not None:
+            raise distributed.DistributedError(sentence)
+        if code != 0:
+            raise SystemExit(code)  # the child printed its own one-line error
+        return None  # the child printed the JSON
+    try:
+        distributed.initialize(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            initialization_timeout=args.init_timeout,
+            heartbeat_timeout=args.heartbeat_timeout,
+        )
+        import jax
+
+        result = _train(args, write=jax.process_index() == 0)
+        result["model_id"] = distributed.share_id(result["model_id"])
+        result["process_id"], result["num_processes"] = jax.process_index(), jax.process_count()
+        return result
+    except Exception as exc:
+        # One line, then out at once: at a normal exit JAX would wait for the lost peer at its
+        # shutdown barrier and abort.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"ntjax: error: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def _train(args: argparse.Namespace, *, write: bool = True) -> dict[str, Any]:
+    """Trains; ``write=False`` (processes other than 0 of a job) trains without the store."""
+    import ntjax as nt
     from ntjax.config import OptimizerConfig, TrainingConfig, config_from_dict
     from ntjax.models import CONFIGS
+    from ntjax.train.checkpoint import Checkpointer
 
     fields = {**(args.config or {}), "kind": args.model, "horizon": args.horizon}
     fields["input_size"] = args.input_size if args.input_size else 5 * args.horizon
@@ -57,14 +117,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.no_progress,
         calibration=None if args.calibration == "none" else args.calibration,
         calibration_size=args.calibration_size,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
     )
     optimizer = OptimizerConfig(learning_rate=args.learning_rate)
-    store = open_store(args)
+    store = open_store(args) if write or args.init_from else None
     init_from = load(store, args.init_from) if args.init_from else None
     frame = read_data(args, config)
     log(
         f"training {config.kind} (horizon {config.horizon}, input {config.input_size}) "
-        f"for {training.max_steps} steps into {store.root}"
+        f"for {training.max_steps} steps" + (f" into {store.root}" if write else "")
     )
+    if args.checkpoint_dir:
+        step = Checkpointer(args.checkpoint_dir, "").saved_step()
+        if step is not None:
+            log(f"resuming from the checkpoint at step {step} in {args.checkpoint_dir}")
+    if not write:
+        record = nt.train(frame, config, training, optimizer, init_from=init_from)
+        return {"model_id": record.id, **record.summary(), "store": None}
     record = store.train(frame, config, training, optimizer, init_from=init_from)
     return {"model_id": record.id, **record.summary(), "store": str(store.root)}

@@ -54,10 +54,21 @@ class Checkpointer:
         return self.folder / "checkpoint.json"
 
     def save(self, state: Any, best_params: Any, loop: dict) -> None:
+        """Writes the checkpoint (process 0 only in a multi-process run: every process holds
+        the same replicated state, and reads it back from the shared folder on resume)."""
         tree = {"state": state, "best": best_params if best_params is not None else {}}
-        _io.atomic_write(self._state_path, _io.tree_to_bytes(jax.device_get(tree)))
+        host_tree = jax.device_get(tree)
+        if jax.process_index() != 0:
+            return
+        _io.atomic_write(self._state_path, _io.tree_to_bytes(host_tree))
         meta = {"run_key": self.run_key, "loop": loop, "has_best": best_params is not None}
         _io.atomic_write(self._meta_path, _io.dumps_json(meta))
+
+    def saved_step(self) -> int | None:
+        """The step of the checkpoint in the folder (of any run), or None when there is none."""
+        if not self._meta_path.exists():
+            return None
+        return int(json.loads(self._meta_path.read_text())["loop"]["done"])
 
     def load(self, state_shape: Any, *, has_best: bool) -> tuple[Any, Any, dict] | None:
         """The saved state, best parameters (None without) and bookkeeping; None when the

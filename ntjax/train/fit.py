@@ -14,7 +14,7 @@ import numpy as np
 from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.models.ensemble import EnsembleConfig
 from ntjax.record import ModelRecord
-from ntjax.train import loop
+from ntjax.train import distributed, loop
 from ntjax.train.checkpoint import Checkpointer, run_key
 from ntjax.train.loop import Progress
 from ntjax.train.population import fit_ensemble
@@ -127,7 +127,7 @@ def fit(
         metrics["best_step"] = history["step"][
             int(np.argmin([v if v is not None else math.inf for v in history["val_loss"]]))
         ]
-    return new_record(
+    record = new_record(
         config,
         params,
         prepared,
@@ -137,6 +137,10 @@ def fit(
         optimizer=optimizer,
         parent=init_from,
     )
+    if distributed.is_multi_process():
+        # Every process of the run trained the same model: one id for all, process 0's.
+        record = record.replace(id=distributed.share_id(record.id))
+    return record
 
 
 def train(

@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ntjax._jit import jit_with
-from ntjax.config import ModelConfig, OptimizerConfig, TrainingConfig
+from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.windows import gather_windows, split_window
 from ntjax.models import ModelSpec, compile_options, spec_for
 from ntjax.train.prepare import TrainingData
@@ -95,6 +95,8 @@ def train_step_fn(
 
 def multi_step_fn(
     step: Callable[..., tuple[TrainState, jax.Array]],
+    *,
+    wait_each_step: bool = False,
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
     """Wraps a jitted, donating train step into ``steps(state, data, key, n_steps, *args)``:
     ``n_steps`` dispatches of ``step(state, data, key, *args)``, returning the state and the
@@ -102,12 +104,17 @@ def multi_step_fn(
 
     The loop stays on the host: dispatch costs a few microseconds per step, while a
     ``lax.fori_loop`` around the step makes XLA:CPU run convolutions (TCN) 5-40x slower.
+    ``wait_each_step`` waits for each step before dispatching the next: on several CPU devices
+    of one process, steps dispatched ahead take the thread pool's threads into their in-process
+    all-reduce and wait there for a device that has no thread left (XLA aborts after 40 s).
     """
 
     def steps(state: TrainState, data: TrainingData, key: jax.Array, n_steps: int, *args):
         losses = []
         for _ in range(int(n_steps)):
             state, loss = step(state, data, key, *args)
+            if wait_each_step:
+                loss.block_until_ready()
             losses.append(loss)
         # Stacked on the host: a device stack would compile once per count of steps.
         return state, np.stack(jax.device_get(losses), axis=-1)
@@ -126,7 +133,17 @@ def eval_loss_fn(config: ModelConfig) -> Callable[[Any, TrainingData], jax.Array
 
 
 def _mesh_devices(training: TrainingConfig) -> list[jax.Device]:
-    devices = jax.local_devices()
+    # Every device of every process (one process: its local devices).
+    devices = jax.devices()
+    if jax.process_count() > 1:
+        # Each process must hold a share of the mesh: all devices, the batch split evenly.
+        if training.devices not in (None, len(devices)) or training.batch_size % len(devices):
+            raise ConfigError(
+                f"a run over {jax.process_count()} processes uses all their {len(devices)} "
+                f"devices: training.devices must be None and batch_size "
+                f"({training.batch_size}) a multiple of {len(devices)}."
+            )
+        return devices
     if training.devices is not None:
         if training.devices > len(devices):
             raise ValueError(
@@ -163,7 +180,7 @@ def _programs(
     tx = optimizer.build(max_steps)
     mesh, batch_sharding = None, None
     if len(device_ids) > 1:
-        devices = [d for d in jax.local_devices() if d.id in device_ids]
+        devices = [d for d in jax.devices() if d.id in device_ids]
         mesh = jax.make_mesh(
             (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
         )
@@ -172,11 +189,13 @@ def _programs(
     step = jit_with(
         options, train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0
     )
+    local_cpu = [d for d in jax.devices() if d.id in device_ids and d.platform == "cpu"]
+    local_cpu = [d for d in local_cpu if d.process_index == jax.process_index()]
     return _Programs(
         tx=tx,
         mesh=mesh,
         step=step,
-        steps=multi_step_fn(step),
+        steps=multi_step_fn(step, wait_each_step=len(local_cpu) > 1),
         eval_loss=jit_with(options, eval_loss_fn(config)),
     )
 
@@ -216,10 +235,16 @@ class Trainer:
         return 1 if self.mesh is None else self.mesh.size
 
     def replicate(self, tree: Any) -> Any:
-        """Places a pytree on every device of the mesh (a no-op on one device)."""
+        """Places a pytree on every device of the mesh (a no-op on one device), committed.
+
+        Over several processes every process passes the same values (same seed, same data)
+        and the result is one global array per leaf."""
         if self.mesh is None:
             return jax.device_put(tree)
-        return jax.device_put(tree, NamedSharding(self.mesh, P()))
+        sharding = NamedSharding(self.mesh, P())
+        if jax.process_count() == 1:
+            return jax.device_put(tree, sharding)
+        return jax.tree.map(lambda leaf: _global_replica(leaf, sharding), tree)
 
     def init_state(self, key: jax.Array, params: Any | None = None) -> TrainState:
         if params is None:
@@ -232,6 +257,16 @@ class Trainer:
     def state_shape(self) -> Any:
         """Structure of the train state without allocating it (restore target)."""
         return jax.eval_shape(self.init_state, jax.random.key(0))
+
+
+def _global_replica(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """``leaf`` (the same value on every process) as a global array replicated on every
+    device of ``sharding``'s mesh."""
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _global_replica(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    value = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def _member_dropout(keep_prob: jax.Array):
@@ -340,7 +375,10 @@ class SingleEngine:
     n_members = 1
 
     def __init__(self, trainer: Trainer, key: jax.Array, state: TrainState) -> None:
-        self.trainer, self.key = trainer, key
+        # Over several processes every input of the step must be a global array; in one
+        # process the key stays as it was (uncommitted), as before multi-process training.
+        self.trainer = trainer
+        self.key = trainer.replicate(key) if jax.process_count() > 1 else key
         self._shape = _shapes(state)
 
     def steps(self, state: TrainState, data: TrainingData, n_steps: int) -> tuple[Any, Any]:
