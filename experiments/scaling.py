@@ -13,8 +13,10 @@ three layouts train the same model: equal to float32 rounding) and a Markdown ta
 
 Expected on the 2-core VM: the 2-device layouts are no faster than 1 x 1 (both devices share
 the same 2 cores, so splitting the batch only adds collective overhead); 2 x 1 pays the gloo
-all-reduce over TCP on top. The figure that counts here is that overhead; speed-ups need
-devices that do not share cores (several machines, or GPUs).
+all-reduce over TCP on top. Measured 2026-12-02 on the nearly idle VM, two runs: 18302 / 17267
+windows/s (1 x 1), 8828 / 6841 (1 x 2), 3606 / 3044 (2 x 1); final losses 0.092307, 0.092333
+and 0.092333 (1 x 2 and 2 x 1 identical). The figure that counts here is that overhead;
+speed-ups need devices that do not share cores (several machines, or GPUs).
 """
 
 from __future__ import annotations
