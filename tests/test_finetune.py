@@ -114,6 +114,9 @@ def test_bad_finetune_requests_get_one_sentence(parent):
         nt.finetune(parent, _other_series(), scaler="parent")
     with pytest.raises(ConfigError, match="freeze takes non-empty glob patterns"):
         nt.OptimizerConfig(freeze=("",))
+    quantised = nt.quantize(parent, "int8")
+    with pytest.raises(ConfigError, match=f"fine-tune its parent \\({parent.id}\\)"):
+        nt.finetune(quantised, _other_series())
 
 
 def test_stacked_ensemble_finetunes_with_members_frozen(parent):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.models.ensemble import EnsembleConfig
+from ntjax.models.quantized import is_quantized
 from ntjax.record import ModelRecord
 from ntjax.train import distributed, loop
 from ntjax.train.checkpoint import Checkpointer, run_key
@@ -60,6 +61,11 @@ def fit(
     optimizer = optimizer or OptimizerConfig()
     if init_from is not None and init_from.config != config:
         raise ValueError("init_from must have the same model config as the run (same shapes).")
+    if init_from is not None and is_quantized(init_from.params):
+        raise ConfigError(
+            f"model {init_from.id} has quantised parameters; warm starts and fine-tuning need "
+            f"f32 ones: fine-tune its parent ({init_from.parent_id}) and quantise the result."
+        )
     if isinstance(config, EnsembleConfig) and config.size > 1:
         # Stacked members train as one population: one vmapped step, one record.
         return fit_ensemble(
