@@ -8,6 +8,10 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Commands run in-process (``ntjax.cli.main.main``) would turn on JAX's persistent compilation
+# cache for the whole test process, in a temporary store deleted after its test; tests that
+# check the cache pass "1" to the processes they start.
+os.environ.setdefault("NTJAX_COMPILATION_CACHE", "0")
 
 from pathlib import Path  # noqa: E402
 
