@@ -23,8 +23,22 @@ import pytest  # noqa: E402
 # Implicit rank promotion in jax.numpy (e.g. [n] + [n, 1]) is a bug waiting for a shape
 # change: it raises in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# No persistent compilation cache in the test process: a test that turns it on (a command run
+# in-process) would leave it on, in a deleted temporary folder, for every later compile; the
+# full suite segfaulted inside such a compile. Tests of the cache start their own processes.
+jax.config.update("jax_enable_compilation_cache", False)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drops JAX's compiled programs after each test module. One process compiling the whole
+    suite's programs keeps every executable mapped; near the end of the suite an XLA compile
+    segfaulted (deterministically, at the same test) with the kernel's default limit of 65,530
+    memory maps per process in reach."""
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture
