@@ -190,6 +190,11 @@ class TrainingConfig:
         early stopping) whose conformity scores start the calibration. None: ten horizons, at
         most a fifth of the rows the shortest series has beyond one training window and the
         validation tail. 0 with ``rolling``: scores come only from rows after training.
+      shard_series: each device holds and samples only its own series
+        (``ntjax.train.shards``): over several processes each passes only its series
+        (``nt.distributed.local_series``); in one process the series are split over its
+        devices. Scalers are per series; validation and calibration are pooled over every
+        shard. For one model's fit (not ensembles, populations or distillation).
     """
 
     max_steps: int = 1000
@@ -205,6 +210,7 @@ class TrainingConfig:
     progress: bool = True
     calibration: str | None = "rolling"
     calibration_size: int | None = None
+    shard_series: bool = False
 
     def __post_init__(self) -> None:
         _check_int("max_steps", self.max_steps, 1, MAX_STEPS)

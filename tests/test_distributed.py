@@ -5,6 +5,7 @@ a lost peer ends the survivor quickly with one sentence; a rerun resumes from th
 Each process is a new Python with its own device count (``XLA_FLAGS``), not this one's four.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,10 +17,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import polars as pl
 import pytest
 from conftest import sine_frame
 
 import ntjax as nt
+from ntjax.config import ConfigError
+from ntjax.data.frame import validate
+from ntjax.data.windows import pack
+from ntjax.predict.conformal import tail_calibration
 from ntjax.store import Store
 from ntjax.train import distributed
 
@@ -115,6 +121,142 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(data, tmp_
     single_params = Store(tmp_path / "single").load(outputs[2]["model_id"]).params
     for a, b in zip(jax.tree.leaves(job_params), jax.tree.leaves(single_params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def panel_data(tmp_path_factory) -> Path:
+    """Four series of unequal lengths (a shard per process holds two)."""
+    folder = tmp_path_factory.mktemp("panel")
+    frame = sine_frame(n_series=4, length=240, noise=0.1)
+    frame = frame.filter((pl.col("unique_id") != "s3") | (pl.col("ds") >= 40))
+    frame.write_csv(folder / "all.csv")
+    for rank, ids in enumerate(distributed.series_shards(["s0", "s1", "s2", "s3"], 2)):
+        frame.filter(pl.col("unique_id").is_in(ids)).write_csv(folder / f"part-{rank}.csv")
+    return folder
+
+
+def test_series_sharded_processes_train_what_one_process_with_two_devices_trains(
+    panel_data, tmp_path
+):
+    # Process i holds only its own series: read from its own file, or kept from the whole
+    # file by local_series; one process with two devices splits the same series the same way.
+    sharded = ["--max-steps", "40", "--shard-series", "--calibration", "rolling"]
+    port = _free_port()
+    own_files = _job(panel_data / "part-{process_id}.csv", tmp_path / "own", *sharded, port=port)
+    whole = _job(panel_data / "all.csv", tmp_path / "whole", *sharded, port=_free_port())
+    single = _start([_train(panel_data / "all.csv", tmp_path / "single", *sharded)], devices=2)
+    results = _finish(_start(own_files) + _start(whole) + single)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    outputs = [json.loads(out) for _, out, _ in results]
+    assert outputs[0]["model_id"] == outputs[1]["model_id"]
+    assert outputs[2]["model_id"] == outputs[3]["model_id"]
+    records = [
+        Store(tmp_path / name).load(outputs[k]["model_id"])
+        for name, k in (("own", 0), ("whole", 2), ("single", 4))
+    ]
+    reference = records[2]
+    assert reference.scaler.ids == ("s0", "s1", "s2", "s3")
+    assert sorted(reference.trained_on["unique_id"].unique()) == ["s0", "s1", "s2", "s3"]
+    assert reference.extra["calibration"]["n_scores"] > 0
+    for record in records[:2]:
+        np.testing.assert_allclose(
+            record.history["train_loss"], reference.history["train_loss"], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            record.history["val_loss"], reference.history["val_loss"], rtol=1e-5
+        )
+        for a, b in zip(
+            jax.tree.leaves(record.params), jax.tree.leaves(reference.params), strict=True
+        ):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+        # What every process saw, joined: scaler, provenance, data fingerprint, calibration.
+        assert record.scaler.ids == reference.scaler.ids
+        np.testing.assert_allclose(record.scaler.loc, reference.scaler.loc)
+        assert record.trained_on.equals(reference.trained_on)
+        assert record.data_fingerprint == reference.data_fingerprint
+        np.testing.assert_allclose(
+            record.extra["calibration"]["offsets"],
+            reference.extra["calibration"]["offsets"],
+            rtol=1e-4,
+            atol=1e-6,
+        )
+
+
+def test_a_series_on_two_processes_is_refused(panel_data, tmp_path):
+    # Each process's own file holds every series: each series is on both processes.
+    for rank in range(2):
+        (tmp_path / f"copy-{rank}.csv").write_bytes((panel_data / "all.csv").read_bytes())
+    job = _job(tmp_path / "copy-{process_id}.csv", tmp_path / "store", port=_free_port())
+    results = _finish(_start([command + ["--shard-series"] for command in job]), timeout=120)
+    for code, out, err in results:
+        assert code == 1 and out == ""
+        last = err.strip().splitlines()[-1]
+        assert "series 's0' is on processes 0 and 1" in last, err[-2000:]
+
+
+def test_series_shards_and_local_series():
+    ids = ["b", "a", "e", "c", "d", "a"]
+    assert distributed.series_shards(ids, 2) == [["a", "b", "c"], ["d", "e"]]
+    assert distributed.series_shards(ids, 5) == [["a"], ["b"], ["c"], ["d"], ["e"]]
+    frame = sine_frame(n_series=5, length=30)
+    parts = [distributed.local_series(frame, process_id=i, num_processes=2) for i in range(2)]
+    assert [sorted(p["unique_id"].unique()) for p in parts] == [["s0", "s1", "s2"], ["s3", "s4"]]
+    assert sum(p.height for p in parts) == frame.height
+    with pytest.raises(ValueError, match="5 series cannot be shared by 6 processes"):
+        distributed.local_series(frame, process_id=0, num_processes=6)
+    with pytest.raises(ValueError, match="process_id must be in"):
+        distributed.local_series(frame, process_id=2, num_processes=2)
+
+
+SHARD_CONFIG = nt.NHITSConfig(
+    horizon=6,
+    input_size=24,
+    mlp_units=16,
+    n_blocks=(1, 1),
+    pool_kernel_sizes=(2, 1),
+    freq_downsample=(2, 1),
+)
+
+
+def test_a_series_sharded_fit_in_one_process_pools_validation_and_calibration():
+    frame = sine_frame(n_series=3, length=200, noise=0.1)
+    training = nt.TrainingConfig(
+        max_steps=20,
+        batch_size=16,
+        val_size=6,
+        val_check_steps=10,
+        progress=False,
+        devices=2,
+        shard_series=True,
+    )
+    record = nt.train(frame, SHARD_CONFIG, training)
+    assert record.scaler.ids == ("s0", "s1", "s2")
+    assert record.training.shard_series
+    assert len(record.history["val_loss"]) == 2 and np.isfinite(record.history["val_loss"]).all()
+    # The calibration from the gathered tails equals one from the whole panel.
+    calibration = record.extra["calibration"]
+    whole = tail_calibration(
+        record.replace(extra={}),
+        pack(validate(frame), ("y",)),
+        method="rolling",
+        calibration_size=calibration["calibration_size"],
+    )
+    np.testing.assert_allclose(whole["offsets"], calibration["offsets"])
+    np.testing.assert_allclose(
+        whole["end_offsets"]["offsets"], calibration["end_offsets"]["offsets"]
+    )
+    forecast = nt.forecast(record, frame)
+    assert forecast.height == 3 * 6
+
+
+def test_series_sharding_refusals():
+    frame = sine_frame(n_series=3, length=200)
+    sharded = nt.TrainingConfig(max_steps=5, batch_size=16, progress=False, shard_series=True)
+    with pytest.raises(ConfigError, match="at least one series per device.*at most 3"):
+        nt.train(frame, SHARD_CONFIG, dataclasses.replace(sharded, devices=4))
+    with pytest.raises(ConfigError, match="shard_series is supported when nt.train fits one"):
+        nt.train(frame, SHARD_CONFIG, dataclasses.replace(sharded, devices=2), ensemble_size=2)
 
 
 def test_one_process_with_two_cpu_devices_does_not_deadlock(data, tmp_path):
@@ -256,8 +398,15 @@ def test_scaling_experiment_smoke():
     report = json.loads(result.stdout)
     assert report["steps"] == 30
     layouts = {row["layout"]: row for row in report["layouts"]}
-    assert [(r["processes"], r["devices"]) for r in layouts.values()] == [(1, 1), (1, 2), (2, 2)]
+    shapes = [(r["processes"], r["devices"], r["shard_series"]) for r in layouts.values()]
+    assert shapes == [(1, 1, False), (1, 2, False), (2, 2, False), (1, 2, True), (2, 2, True)]
     assert all(r["windows_per_s"] > 0 for r in layouts.values())
-    # One program, one batch split the same way: the two 2-device layouts end on one loss.
-    two = [r["train_loss"] for r in layouts.values() if r["devices"] == 2]
-    np.testing.assert_allclose(two[0], two[1], rtol=1e-5)
+    # One program, one batch split the same way: the 2-device layouts of each kind end on
+    # one loss.
+    for sharded in (False, True):
+        two = [
+            r["train_loss"]
+            for r in layouts.values()
+            if r["devices"] == 2 and r["shard_series"] == sharded
+        ]
+        np.testing.assert_allclose(two[0], two[1], rtol=1e-5)

@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-processes", type=int, help="processes of the job")
     group.add_argument("--process-id", type=int, help="this process's rank, 0..N-1")
     group.add_argument(
+        "--shard-series",
+        action="store_true",
+        help="each process trains on its own series: the series of --data that are its share "
+        "(nt.distributed.local_series), or, when --data contains {process_id}, all of that "
+        "process's own file; in one process the series are split over its devices",
+    )
+    group.add_argument(
         "--heartbeat-timeout", type=int, default=10, help="seconds before a silent peer is lost"
     )
     group.add_argument(
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         )
         import jax
 
-        result = _train(args, write=jax.process_index() == 0)
+        rank = jax.process_index()
+        result = _train(args, write=rank == 0, rank=rank)
         result["model_id"] = distributed.share_id(result["model_id"])
         result["process_id"], result["num_processes"] = jax.process_index(), jax.process_count()
         return result
@@ -95,8 +103,13 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         os._exit(1)
 
 
-def _train(args: argparse.Namespace, *, write: bool = True) -> dict[str, Any]:
-    """Trains; ``write=False`` (processes other than 0 of a job) trains without the store."""
+def _with_data(args: argparse.Namespace, path: str) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "data": path})
+
+
+def _train(args: argparse.Namespace, *, write: bool = True, rank: int = 0) -> dict[str, Any]:
+    """Trains; ``write=False`` (processes other than 0 of a job) trains without the store;
+    ``rank`` is this process's index in the job."""
     import ntjax as nt
     from ntjax.config import OptimizerConfig, TrainingConfig, config_from_dict
     from ntjax.models import CONFIGS
@@ -119,11 +132,17 @@ def _train(args: argparse.Namespace, *, write: bool = True) -> dict[str, Any]:
         calibration_size=args.calibration_size,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
+        shard_series=args.shard_series,
     )
     optimizer = OptimizerConfig(learning_rate=args.learning_rate)
     store = open_store(args) if write or args.init_from else None
     init_from = load(store, args.init_from) if args.init_from else None
-    frame = read_data(args, config)
+    if args.shard_series and "{process_id}" in args.data:  # one file per process
+        frame = read_data(_with_data(args, args.data.replace("{process_id}", str(rank))), config)
+    elif args.shard_series:
+        frame = nt.distributed.local_series(read_data(args, config))
+    else:
+        frame = read_data(args, config)
     log(
         f"training {config.kind} (horizon {config.horizon}, input {config.input_size}) "
         f"for {training.max_steps} steps" + (f" into {store.root}" if write else "")

@@ -28,11 +28,14 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 import jax
 import numpy as np
+import polars as pl
 from jax.experimental import multihost_utils
+
+from ntjax.data.frame import to_polars
 
 # Set on the child that ``supervise`` starts, so that it does not supervise itself.
 SUPERVISED_VARIABLE = "NTJAX_SUPERVISED"
@@ -136,6 +139,53 @@ def share_id(value: str) -> str:
     local = np.frombuffer(uuid.UUID(value).bytes, np.uint8)
     shared = multihost_utils.broadcast_one_to_all(local)
     return str(uuid.UUID(bytes=bytes(np.asarray(shared, np.uint8))))
+
+
+def allgather_bytes(blob: bytes) -> list[bytes]:
+    """Every process's ``blob``, in process order (a collective: all processes call it; in
+    one process, ``[blob]``)."""
+    if not is_multi_process():
+        return [blob]
+    lengths = np.asarray(multihost_utils.process_allgather(np.array([len(blob)], np.int64)))
+    lengths = lengths.reshape(-1)
+    padded = np.zeros(max(1, int(lengths.max())), np.uint8)
+    padded[: len(blob)] = np.frombuffer(blob, np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+    return [bytes(gathered[p, : lengths[p]]) for p in range(len(lengths))]
+
+
+def series_shards(ids: Sequence[str], n_shards: int) -> list[list[str]]:
+    """``ids`` sorted and cut into ``n_shards`` contiguous runs whose sizes differ by at most
+    one (the first runs are the longer): the split every series-sharded run uses."""
+    ordered = sorted(set(ids))
+    return [list(run) for run in np.array_split(np.asarray(ordered, dtype=object), n_shards)]
+
+
+def local_series(
+    df: Any, *, process_id: int | None = None, num_processes: int | None = None
+) -> pl.DataFrame:
+    """This process's share of the series of ``df`` for a series-sharded run
+    (``TrainingConfig(shard_series=True)``): the ``process_id``-th of ``num_processes``
+    contiguous runs of the sorted series ids (default: this process of the job).
+
+    Every process may read the whole frame and keep its share, or read only its own series
+    from its own files; what the run needs is that no series is on two processes.
+    """
+    frame = to_polars(df)
+    if "unique_id" not in frame.columns:
+        raise ValueError("local_series needs a long frame with a unique_id column.")
+    process_id = jax.process_index() if process_id is None else process_id
+    num_processes = jax.process_count() if num_processes is None else num_processes
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}.")
+    ids = frame["unique_id"].cast(pl.String).unique().to_list()
+    if len(ids) < num_processes:
+        raise ValueError(
+            f"{len(ids)} series cannot be shared by {num_processes} processes: each needs at "
+            "least one."
+        )
+    mine = series_shards(ids, num_processes)[process_id]
+    return frame.filter(pl.col("unique_id").cast(pl.String).is_in(mine))
 
 
 def supervise(

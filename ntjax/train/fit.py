@@ -15,7 +15,7 @@ from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConf
 from ntjax.models.ensemble import EnsembleConfig
 from ntjax.models.quantized import is_quantized
 from ntjax.record import ModelRecord
-from ntjax.train import distributed, loop
+from ntjax.train import distributed, loop, shards
 from ntjax.train.checkpoint import Checkpointer, run_key
 from ntjax.train.loop import Progress
 from ntjax.train.population import fit_ensemble
@@ -78,12 +78,15 @@ def fit(
             callbacks=callbacks,
         )
     started = time.perf_counter()
-    prepared = prepare(
-        df, config, training, scaler=init_from.scaler if init_from and keep_scaler else None
-    )
+    scaler = init_from.scaler if init_from and keep_scaler else None
     trainer = Trainer(config, training, optimizer)
-    data = trainer.replicate(prepared.data)
-    if int(prepared.data.n_windows) == 0:
+    if training.shard_series:
+        prepared = shards.prepare_sharded(df, config, training, trainer.mesh, scaler=scaler)
+        data = prepared.data
+    else:
+        prepared = prepare(df, config, training, scaler=scaler)
+        data = trainer.replicate(prepared.data)
+    if shards.count_windows(prepared.data) == 0:
         raise ConfigError("no training windows: the series are too short for this config.")
     init_key, loop_key = jax.random.split(jax.random.key(training.seed))
     state = trainer.init_state(init_key, init_from.params if init_from is not None else None)

@@ -38,6 +38,13 @@ class TrainingData(NamedTuple):
         with ``windows``; None otherwise.
       teacher_weight: ``[]`` float32 weight of the teacher's term in the training loss
         (``alpha``; the data's term has ``1 - alpha``); None without a teacher.
+      val_weights: with series-sharded training (``ntjax.train.shards``), ``[n_val]`` float32
+        1 for a real validation window, 0 for padding; None otherwise (every row is real).
+
+    Series-sharded data (``TrainingConfig.shard_series``) stacks one block per device on the
+    leading axis of each array (``values`` ``[devices * series, ...]``, ``windows``
+    ``[devices * table, 2]`` with series indices local to the block, ``n_windows``
+    ``[devices]``), sharded over the mesh's ``data`` axis.
     """
 
     values: jax.Array
@@ -46,6 +53,7 @@ class TrainingData(NamedTuple):
     val_windows: jax.Array
     teacher: jax.Array | None = None
     teacher_weight: jax.Array | None = None
+    val_weights: jax.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +110,25 @@ def calibration_size(config: ModelConfig, training: TrainingConfig, shortest: in
     return max(0, min(10 * config.horizon, spare // 5))
 
 
+def validate_training_frame(df: Any, config: ModelConfig, training: TrainingConfig) -> pl.DataFrame:
+    """``validate`` with the columns and the shortest length a training run needs."""
+    exog = (*config.hist_exog, *config.futr_exog)
+    needed = config.input_size + config.horizon + training.val_size
+    reason = "input_size + horizon" + (" + val_size" if training.val_size else "")
+    if training.calibration is not None and training.calibration_size:
+        needed += training.calibration_size
+        reason += " + calibration_size"
+    return validate(df, exog=exog, min_length=needed, length_reason=reason)
+
+
 def prepare(
     df: Any,
     config: ModelConfig,
     training: TrainingConfig,
     *,
     scaler: ScalerState | None = None,
+    calibration_rows: int | None = None,
+    padded_time: int | None = None,
 ) -> Prepared:
     """Validates ``df``, fits the scaler on the training part (all but the last ``val_size`` +
     calibration steps of each series) and builds the device arrays and window tables.
@@ -116,17 +137,22 @@ def prepare(
     training part, for series new to it. The last ``calibration_size(...)`` steps of each
     series are left out of the gradient windows and of validation; the spans of each role are
     the record's provenance.
+
+    ``calibration_rows`` and ``padded_time`` (the length the series are left-padded to) are
+    given when ``df`` is one shard of a larger panel (``ntjax.train.shards``), so that every
+    shard holds out the same tail and has the same shape; by default both come from ``df``.
     """
-    exog = (*config.hist_exog, *config.futr_exog)
-    needed = config.input_size + config.horizon + training.val_size
-    reason = "input_size + horizon" + (" + val_size" if training.val_size else "")
-    if training.calibration is not None and training.calibration_size:
-        needed += training.calibration_size
-        reason += " + calibration_size"
-    frame = validate(df, exog=exog, min_length=needed, length_reason=reason)
+    if training.shard_series:
+        raise ConfigError(
+            "shard_series is supported when nt.train fits one model; ensembles, populations "
+            "and distillation hold every series on every device (set shard_series=False)."
+        )
+    frame = validate_training_frame(df, config, training)
     panel = pack(frame, channels(config))
     n_time, window = panel.n_time, config.input_size + config.horizon
-    n_calibration = calibration_size(config, training, int(panel.lengths.min()))
+    if calibration_rows is None:
+        calibration_rows = calibration_size(config, training, int(panel.lengths.min()))
+    n_calibration = calibration_rows
     fit_end = n_time - n_calibration
     train_end = fit_end - training.val_size
     train_values = panel.values[:, :train_end]
@@ -136,7 +162,7 @@ def prepare(
         scaler = extend_scaler(scaler, train_values, panel.ids)
     loc, scale, _ = scaler.rows(panel.ids)
     scaled = np.nan_to_num(transform(panel.values, loc, scale), nan=0.0).astype(np.float32)
-    pad = _time_bucket(n_time) - n_time
+    pad = (padded_time or time_bucket(n_time)) - n_time
     scaled = np.concatenate(
         [np.zeros((panel.n_series, pad, scaled.shape[2]), np.float32), scaled], 1
     )
@@ -167,7 +193,7 @@ def prepare(
     return Prepared(panel, scaler, data, fingerprint(panel), n_calibration, trained_on)
 
 
-def _time_bucket(n_time: int) -> int:
+def time_bucket(n_time: int) -> int:
     """``n_time`` rounded up to a multiple of a quarter of its power of two (<= 25% padding)."""
     granule = 1 << max(0, n_time.bit_length() - 3)
     return -(-n_time // granule) * granule

@@ -93,6 +93,75 @@ def train_step_fn(
     return step
 
 
+def sharded_train_step_fn(
+    config: ModelConfig,
+    tx: optax.GradientTransformationExtraArgs,
+    batch_size: int,
+    mesh: jax.sharding.Mesh,
+) -> Callable[[TrainState, TrainingData, jax.Array], tuple[TrainState, jax.Array]]:
+    """The train step of series-sharded data (``ntjax.train.shards``): each device samples
+    ``batch_size / devices`` windows of its own series from ``fold_in(fold_in(key, step),
+    device)``; losses and gradients are averaged over the ``data`` axis, so every device takes
+    the same optimizer step on replicated parameters."""
+    spec = spec_for(config)
+    local_batch = batch_size // mesh.size
+
+    def local_step(state: TrainState, data: TrainingData, key: jax.Array):
+        device = jax.lax.axis_index("data")
+        step_key = jax.random.fold_in(jax.random.fold_in(key, state.step), device)
+        sample_key, dropout_key = jax.random.split(step_key)
+        pick = jax.random.randint(sample_key, (local_batch,), 0, data.n_windows[0])
+        loss, grads = jax.value_and_grad(_window_loss, argnums=2)(
+            spec, config, state.params, data.values, data.windows[pick], dropout_key
+        )
+        loss, grads = jax.lax.pmean((loss, grads), "data")
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state), loss
+
+    return jax.shard_map(
+        local_step,
+        mesh=mesh,
+        in_specs=(P(), _sharded_specs(), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+    )
+
+
+def sharded_eval_loss_fn(
+    config: ModelConfig, mesh: jax.sharding.Mesh
+) -> Callable[[Any, TrainingData], jax.Array]:
+    """Deterministic mean training loss over every real validation window of every device."""
+    spec = spec_for(config)
+
+    def local_eval(params, data: TrainingData) -> jax.Array:
+        windows = data.val_windows
+        window = gather_windows(
+            data.values, windows[:, 0], windows[:, 1], config.input_size + config.horizon
+        )
+        inputs, targets = split_window(window, config)
+        losses = spec.training_loss(config, params, inputs, targets, key=None)
+        per_window = losses.reshape(losses.shape[0], -1).mean(axis=1)
+        total = jax.lax.psum(jnp.sum(per_window * data.val_weights), "data")
+        return total / jax.lax.psum(jnp.sum(data.val_weights), "data")
+
+    return jax.shard_map(
+        local_eval, mesh=mesh, in_specs=(P(), _sharded_specs()), out_specs=P(), check_vma=False
+    )
+
+
+def _sharded_specs() -> TrainingData:
+    return TrainingData(
+        values=P("data"),
+        windows=P("data"),
+        n_windows=P("data"),
+        val_windows=P("data"),
+        teacher=None,
+        teacher_weight=None,
+        val_weights=P("data"),
+    )
+
+
 def multi_step_fn(
     step: Callable[..., tuple[TrainState, jax.Array]],
     *,
@@ -174,21 +243,26 @@ def _programs(
     batch_size: int,
     max_steps: int,
     device_ids: tuple[int, ...],
+    shard_series: bool = False,
 ) -> _Programs:
     """The optimizer, mesh and jitted step/eval of a run, cached so that runs differing only in
     seed or data (refits, cross-validation, backtests) reuse one compiled program."""
     tx = optimizer.build(max_steps)
     mesh, batch_sharding = None, None
-    if len(device_ids) > 1:
+    if len(device_ids) > 1 or shard_series:
         devices = [d for d in jax.devices() if d.id in device_ids]
         mesh = jax.make_mesh(
             (len(devices),), ("data",), (jax.sharding.AxisType.Auto,), devices=devices
         )
         batch_sharding = NamedSharding(mesh, P("data"))
     options = compile_options(config)
-    step = jit_with(
-        options, train_step_fn(config, tx, batch_size, batch_sharding), donate_argnums=0
-    )
+    if shard_series:
+        step_fn = sharded_train_step_fn(config, tx, batch_size, mesh)
+        eval_fn = sharded_eval_loss_fn(config, mesh)
+    else:
+        step_fn = train_step_fn(config, tx, batch_size, batch_sharding)
+        eval_fn = eval_loss_fn(config)
+    step = jit_with(options, step_fn, donate_argnums=0)
     local_cpu = [d for d in jax.devices() if d.id in device_ids and d.platform == "cpu"]
     local_cpu = [d for d in local_cpu if d.process_index == jax.process_index()]
     return _Programs(
@@ -196,7 +270,7 @@ def _programs(
         mesh=mesh,
         step=step,
         steps=multi_step_fn(step, wait_each_step=len(local_cpu) > 1),
-        eval_loss=jit_with(options, eval_loss_fn(config)),
+        eval_loss=jit_with(options, eval_fn),
     )
 
 
@@ -226,6 +300,7 @@ class Trainer:
             training.batch_size,
             training.max_steps,
             devices,
+            training.shard_series,
         )
         self.tx, self.mesh, self.eval_loss = programs.tx, programs.mesh, programs.eval_loss
         self.step, self.steps = programs.step, programs.steps
