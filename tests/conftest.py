@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
+from ntjax.models.nhits import NHITSConfig  # noqa: E402
+
 # Implicit rank promotion in jax.numpy (e.g. [n] + [n, 1]) is a bug waiting for a shape
 # change: it raises in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -27,6 +29,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # in-process) would leave it on, in a deleted temporary folder, for every later compile; the
 # full suite segfaulted inside such a compile. Tests of the cache start their own processes.
 jax.config.update("jax_enable_compilation_cache", False)
+
+# A small NHITS (two stacks of one block of 16 units) that trains in seconds.
+TINY_NHITS = NHITSConfig(
+    horizon=6,
+    input_size=24,
+    mlp_units=16,
+    n_blocks=(1, 1),
+    pool_kernel_sizes=(2, 1),
+    freq_downsample=(2, 1),
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import polars as pl
 import pytest
-from conftest import sine_frame
+from conftest import TINY_NHITS, sine_frame
 
 import ntjax as nt
 from ntjax.config import ConfigError
@@ -209,16 +209,6 @@ def test_series_shards_and_local_series():
         distributed.local_series(frame, process_id=2, num_processes=2)
 
 
-SHARD_CONFIG = nt.NHITSConfig(
-    horizon=6,
-    input_size=24,
-    mlp_units=16,
-    n_blocks=(1, 1),
-    pool_kernel_sizes=(2, 1),
-    freq_downsample=(2, 1),
-)
-
-
 def test_a_series_sharded_fit_in_one_process_pools_validation_and_calibration():
     frame = sine_frame(n_series=3, length=200, noise=0.1)
     training = nt.TrainingConfig(
@@ -230,7 +220,7 @@ def test_a_series_sharded_fit_in_one_process_pools_validation_and_calibration():
         devices=2,
         shard_series=True,
     )
-    record = nt.train(frame, SHARD_CONFIG, training)
+    record = nt.train(frame, TINY_NHITS, training)
     assert record.scaler.ids == ("s0", "s1", "s2")
     assert record.training.shard_series
     assert len(record.history["val_loss"]) == 2 and np.isfinite(record.history["val_loss"]).all()
@@ -254,9 +244,9 @@ def test_series_sharding_refusals():
     frame = sine_frame(n_series=3, length=200)
     sharded = nt.TrainingConfig(max_steps=5, batch_size=16, progress=False, shard_series=True)
     with pytest.raises(ConfigError, match="at least one series per device.*at most 3"):
-        nt.train(frame, SHARD_CONFIG, dataclasses.replace(sharded, devices=4))
+        nt.train(frame, TINY_NHITS, dataclasses.replace(sharded, devices=4))
     with pytest.raises(ConfigError, match="shard_series is supported when nt.train fits one"):
-        nt.train(frame, SHARD_CONFIG, dataclasses.replace(sharded, devices=2), ensemble_size=2)
+        nt.train(frame, TINY_NHITS, dataclasses.replace(sharded, devices=2), ensemble_size=2)
 
 
 def test_one_process_with_two_cpu_devices_does_not_deadlock(data, tmp_path):

@@ -5,21 +5,14 @@ import jax
 import numpy as np
 import polars as pl
 import pytest
-from conftest import sine_frame
+from conftest import TINY_NHITS, sine_frame
 from test_models import FAMILIES, tiny_config
 
 import ntjax as nt
 from ntjax.config import ConfigError, parameter_paths
 from ntjax.store import Store
 
-TINY = nt.NHITSConfig(
-    horizon=6,
-    input_size=24,
-    mlp_units=16,
-    n_blocks=(1, 1),
-    pool_kernel_sizes=(2, 1),
-    freq_downsample=(2, 1),
-)
+TINY = TINY_NHITS
 QUICK = dict(batch_size=16, val_check_steps=10, progress=False, devices=1)
 
 

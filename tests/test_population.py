@@ -5,7 +5,7 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
-from conftest import sine_frame
+from conftest import TINY_NHITS, sine_frame
 
 import ntjax as nt
 from ntjax.models import get_model
@@ -19,14 +19,7 @@ from ntjax.train.population import (
     train_seeds,
 )
 
-TINY = nt.NHITSConfig(
-    horizon=6,
-    input_size=24,
-    mlp_units=16,
-    n_blocks=(1, 1),
-    pool_kernel_sizes=(2, 1),
-    freq_downsample=(2, 1),
-)
+TINY = TINY_NHITS
 TRAINING = nt.TrainingConfig(
     max_steps=40, batch_size=16, val_size=12, val_check_steps=10, progress=False, devices=1
 )

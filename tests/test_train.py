@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import polars as pl
 import pytest
-from conftest import sine_frame
+from conftest import TINY_NHITS, sine_frame
 
 import ntjax as nt
 from ntjax.config import OPTIMIZERS, SCHEDULES
@@ -15,14 +15,7 @@ from ntjax.train import prepare
 
 train_module = importlib.import_module("ntjax.train.step")  # the step and its programs
 
-TINY = nt.NHITSConfig(
-    horizon=6,
-    input_size=24,
-    mlp_units=16,
-    n_blocks=(1, 1),
-    pool_kernel_sizes=(2, 1),
-    freq_downsample=(2, 1),
-)
+TINY = TINY_NHITS
 
 
 def _training(**changes):
