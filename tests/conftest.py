@@ -39,6 +39,20 @@ TINY_NHITS = NHITSConfig(
     pool_kernel_sizes=(2, 1),
     freq_downsample=(2, 1),
 )
+# The same model as the fixed keys of a search space, with a 20-step budget on one device.
+TINY_SPACE = {
+    "model": "nhits",
+    "model.horizon": 6,
+    "model.input_size": 24,
+    "model.mlp_units": 16,
+    "model.n_blocks": [1, 1],
+    "model.pool_kernel_sizes": [2, 1],
+    "model.freq_downsample": [2, 1],
+    "training.max_steps": 20,
+    "training.batch_size": 16,
+    "training.val_check_steps": 10,
+    "training.devices": 1,
+}
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

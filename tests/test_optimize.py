@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
-from conftest import sine_frame
+from conftest import TINY_SPACE, sine_frame
 
 import ntjax as nt
 from ntjax.crossval import cross_validation, drop_last
@@ -22,19 +22,7 @@ from ntjax.optimize import (
 )
 
 HORIZON = 6
-BASE = {
-    "model": "nhits",
-    "model.horizon": HORIZON,
-    "model.input_size": 24,
-    "model.mlp_units": 16,
-    "model.n_blocks": [1, 1],
-    "model.pool_kernel_sizes": [2, 1],
-    "model.freq_downsample": [2, 1],
-    "training.max_steps": 20,
-    "training.batch_size": 16,
-    "training.val_check_steps": 10,
-    "training.devices": 1,
-}
+BASE = TINY_SPACE
 LR_X_SEED = {
     **BASE,
     "optimizer.learning_rate": {"choice": [1e-3, 1e-2]},

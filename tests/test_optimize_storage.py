@@ -19,24 +19,12 @@ import optuna
 import pgserver
 import pytest
 import sqlalchemy
-from conftest import sine_frame
+from conftest import TINY_SPACE, sine_frame
 
 from ntjax.optimize import close_study, open_study, optimize, optimize_workers
 
 HORIZON = 6
-BASE = {
-    "model": "nhits",
-    "model.horizon": HORIZON,
-    "model.input_size": 24,
-    "model.mlp_units": 16,
-    "model.n_blocks": [1, 1],
-    "model.pool_kernel_sizes": [2, 1],
-    "model.freq_downsample": [2, 1],
-    "training.max_steps": 20,
-    "training.batch_size": 16,
-    "training.val_check_steps": 10,
-    "training.devices": 1,
-}
+BASE = TINY_SPACE
 GRID = {
     **BASE,
     "optimizer.learning_rate": {"choice": [1e-3, 1e-2]},

@@ -7,24 +7,12 @@ import json
 
 import optuna
 import pytest
-from conftest import sine_frame
+from conftest import TINY_SPACE, sine_frame
 
 from ntjax.cli.optimize import optimize_command
 
 HORIZON = 6
-BASE = {
-    "model": "nhits",
-    "model.horizon": HORIZON,
-    "model.input_size": 24,
-    "model.mlp_units": 16,
-    "model.n_blocks": [1, 1],
-    "model.pool_kernel_sizes": [2, 1],
-    "model.freq_downsample": [2, 1],
-    "training.max_steps": 20,
-    "training.batch_size": 16,
-    "training.val_check_steps": 10,
-    "training.devices": 1,
-}
+BASE = TINY_SPACE
 
 
 @pytest.fixture(scope="module")
