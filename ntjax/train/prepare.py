@@ -129,6 +129,7 @@ def prepare(
     scaler: ScalerState | None = None,
     calibration_rows: int | None = None,
     padded_time: int | None = None,
+    on_host: bool = False,
 ) -> Prepared:
     """Validates ``df``, fits the scaler on the training part (all but the last ``val_size`` +
     calibration steps of each series) and builds the device arrays and window tables.
@@ -141,6 +142,8 @@ def prepare(
     ``calibration_rows`` and ``padded_time`` (the length the series are left-padded to) are
     given when ``df`` is one shard of a larger panel (``ntjax.train.shards``), so that every
     shard holds out the same tail and has the same shape; by default both come from ``df``.
+    ``on_host=True`` leaves the arrays of ``data`` in host memory (numpy), for a caller that
+    places them itself.
     """
     if training.shard_series:
         raise ConfigError(
@@ -177,11 +180,10 @@ def prepare(
     val_windows = validation_starts(panel, config, training.val_size, end=fit_end)
     val_windows[:, 1] += pad
     data = TrainingData(
-        values=jnp.asarray(scaled),
-        windows=jnp.asarray(table),
-        n_windows=jnp.asarray(n_windows, jnp.int32),
-        val_windows=jnp.asarray(val_windows),
+        values=scaled, windows=table, n_windows=np.int32(n_windows), val_windows=val_windows
     )
+    if not on_host:
+        data = jax.tree.map(jnp.asarray, data)
     trained_on = provenance.panel_spans(
         panel,
         {

@@ -96,6 +96,7 @@ def prepare_sharded(
             scaler=scaler,
             calibration_rows=n_calibration,
             padded_time=padded_time,
+            on_host=True,
         )
         for group in distributed.series_shards(ids, len(local))
     ]
