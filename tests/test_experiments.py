@@ -223,3 +223,25 @@ def test_auto_long_horizon_runs_one_search_cell():
     shared_data("ETTh1.csv")
     out = _run("auto_long_horizon.py", "--smoke")
     assert "'dataset': 'ETTh1'" in out and "'trials_completed': 1" in out
+
+
+@pytest.mark.slow
+def test_global_model_compares_global_per_series_and_naive():
+    shared_data("exchange_rate.csv")
+    out = _run("global_model.py", "--smoke")
+    for model in (
+        "naive",
+        "seasonal naive (5)",
+        "NHITS per series",
+        "NHITS global",
+        "NHITS global, window_norm",
+    ):
+        assert f"'model': '{model}'" in out
+
+
+@pytest.mark.slow
+def test_default_recipe_compares_the_candidate_recipes():
+    shared_data("ETTh1.csv")
+    out = _run("default_recipe.py", "--smoke")
+    for recipe in ("plain", "validated", "validated + window_norm"):
+        assert f"'recipe': '{recipe}'" in out
