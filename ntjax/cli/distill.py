@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from ntjax.cli import _names
@@ -20,19 +21,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="nhits", help=f"one of {', '.join(_names.MODELS)}")
     parser.add_argument("--input-size", type=int, help="past steps seen (default the teacher's)")
     parser.add_argument("--config", type=json_object, help="other model fields as JSON (@file)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's loss")
+    # nt.distill's DEFAULT_ALPHA, written out: importing it would import JAX for --help.
+    parser.add_argument(
+        "--alpha", type=float, default=0.7, help="weight of the teacher's loss (default 0.7)"
+    )
     parser.add_argument("--window-stride", type=int, default=1, help="every n-th window only")
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256, help="windows per step")
     parser.add_argument("--val-size", type=int, default=0, help="steps held out for validation")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="peak rate (cosine decay to zero)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ntjax.config import OptimizerConfig, TrainingConfig, config_from_dict
+    from ntjax.config import TrainingConfig, config_from_dict
     from ntjax.lifecycle import distill
+    from ntjax.lifecycle.distill import STUDENT_OPTIMIZER
     from ntjax.models import CONFIGS
 
     store = open_store(args)
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         frame,
         config,
         training=training,
-        optimizer=OptimizerConfig(learning_rate=args.learning_rate),
+        optimizer=dataclasses.replace(STUDENT_OPTIMIZER, learning_rate=args.learning_rate),
         alpha=args.alpha,
         window_stride=args.window_stride,
     )
