@@ -15,11 +15,17 @@ MSE and MAE of the median on the validation split (rolling origins every 24 step
 data before it) -- the number a recipe is chosen on -- and on the test split, reported beside.
 
 Recipes:
-  * ``plain``: today's defaults (no validation tail, constant learning rate 1e-3);
+  * ``plain``: the defaults before this study (no validation tail, constant learning rate
+    1e-3, no window normalisation);
   * ``validated``: the last 5 horizons of the training rows held out for validation, checked
     every 50 steps, the best parameters kept, patience 5, learning rate halved 3 times (step);
   * ``validated + window_norm``: the same, with each input window standardised by its own
     statistics (``window_norm=True``).
+
+Measured 2026-12-06 (2 shared CPU cores, 1000 steps at most): ``validated + window_norm`` had
+the lowest validation MSE on all four datasets at horizon 96 (ETTh1 0.725 against 0.795 for
+``plain``, ETTm2 0.118 / 0.125, exchange_rate 0.160 / 0.789, ETTm1 0.374 / 0.402) and became
+the library's default recipe (``TrainingConfig``, ``OptimizerConfig``, ``NHITSConfig``).
 
 Writes experiments/results/default_recipe_h<horizon>.csv and .md.
 """
@@ -45,14 +51,24 @@ STRIDE = 24
 
 def recipes(horizon: int, max_steps: int) -> dict[str, tuple]:
     """name -> (model changes, TrainingConfig, OptimizerConfig)."""
-    plain = nt.TrainingConfig(max_steps=max_steps, batch_size=256, calibration=None, progress=False)
+    # Every choice spelled out: the library's defaults are now the winning recipe.
+    plain = nt.TrainingConfig(
+        max_steps=max_steps,
+        batch_size=256,
+        val_size=0,
+        val_check_steps=100,
+        early_stopping_patience=None,
+        calibration=None,
+        progress=False,
+    )
     validated = dataclasses.replace(
         plain, val_size=5 * horizon, val_check_steps=50, early_stopping_patience=5
     )
-    step = nt.OptimizerConfig(schedule="step")
+    constant = nt.OptimizerConfig(learning_rate=1e-3, schedule="constant")
+    step = nt.OptimizerConfig(learning_rate=1e-3, schedule="step")
     return {
-        "plain": ({}, plain, nt.OptimizerConfig()),
-        "validated": ({}, validated, step),
+        "plain": ({"window_norm": False}, plain, constant),
+        "validated": ({"window_norm": False}, validated, step),
         "validated + window_norm": ({"window_norm": True}, validated, step),
     }
 

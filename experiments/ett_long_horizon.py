@@ -123,6 +123,7 @@ def model_config(
         mlp_units=512,
         pool_kernel_sizes=pool_kernel_sizes or pool,
         freq_downsample=freq_downsample or freq,
+        window_norm=False,  # the paper's NHITS reads the scaled series as they are
     )
 
 

@@ -120,8 +120,9 @@ class NHITSConfig(ModelConfig):
     Defaults follow neuralforecast: three stacks of one block, two 512-unit layers, pooling kernels
     (2, 2, 1), downsampling (4, 2, 1) of the forecast coefficients. ``window_norm`` reads each
     window in its local units (relative to its last value, divided by its standard deviation),
-    as N-BEATS and the recurrent families do: robust to levels never seen in training; off by
-    default, like neuralforecast's window scaler.
+    as N-BEATS and the recurrent families do: robust to levels never seen in training. On by
+    default: it gave the lowest validation error on all four long-horizon datasets
+    (``experiments/default_recipe.py``); ``window_norm=False`` reads the scaled series as is.
     """
 
     kind: ClassVar[str] = "nhits"
@@ -133,7 +134,7 @@ class NHITSConfig(ModelConfig):
     pooling: str = "max"
     interpolation: str = "linear"
     dropout: float = 0.0
-    window_norm: bool = False
+    window_norm: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -172,9 +173,16 @@ class TrainingConfig:
       max_steps: optimisation steps.
       batch_size: windows sampled per step (split across devices on a data-parallel mesh).
       val_size: steps at the end of each series held out for validation (0: no validation).
+        None (the default): five horizons, at most a fifth of the rows the shortest series has
+        beyond one window (0 where that is less than a horizon); the record keeps the number.
       val_check_steps: steps between validation checks (and progress-bar updates).
       early_stopping_patience: validation checks without improvement before stopping
         (None: never stop early). The best parameters seen are restored at the end.
+
+    The defaults are ntjax's training recipe, chosen on the validation splits of ETTh1, ETTm1,
+    ETTm2 and exchange_rate (``experiments/default_recipe.py``): a validation tail of five
+    horizons checked every 50 steps, the best parameters kept, patience 5; with
+    ``OptimizerConfig``'s step schedule and NHITS's ``window_norm``.
       seed: seed of the one PRNG key of the run.
       scaler: per-series scaler fitted on the training part: identity, standard, robust, minmax.
       checkpoint_dir: folder for resumable checkpoints (None: no checkpoints).
@@ -199,9 +207,9 @@ class TrainingConfig:
 
     max_steps: int = 1000
     batch_size: int = 256
-    val_size: int = 0
-    val_check_steps: int = 100
-    early_stopping_patience: int | None = None
+    val_size: int | None = None
+    val_check_steps: int = 50
+    early_stopping_patience: int | None = 5
     seed: int = 0
     scaler: str = "standard"
     checkpoint_dir: str | None = None
@@ -221,7 +229,8 @@ class TrainingConfig:
         if self.calibration_size is not None:
             _check_int("calibration_size", self.calibration_size, 0, 10 * MAX_INPUT_SIZE)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
-        _check_int("val_size", self.val_size, 0, 10 * MAX_INPUT_SIZE)
+        if self.val_size is not None:
+            _check_int("val_size", self.val_size, 0, 10 * MAX_INPUT_SIZE)
         _check_int("val_check_steps", self.val_check_steps, 1, MAX_STEPS)
         if self.early_stopping_patience is not None:
             _check_int("early_stopping_patience", self.early_stopping_patience, 1, MAX_STEPS)
@@ -276,8 +285,11 @@ class OptimizerConfig:
     """The optimizer, its learning-rate schedule and gradient clipping.
 
     ``weight_decay`` is decoupled for ``adamw`` and added to the gradient (L2) for the others.
-    ``plateau`` scales the rate by ``decay_rate`` after ``plateau_patience`` steps without a
-    better training loss (optax.contrib.reduce_on_plateau).
+    The default schedule, ``step``, halves the rate three times over the run (``decay_rate``
+    every ``decay_every``, default a third of the steps): part of the default recipe (see
+    ``TrainingConfig``); ``constant`` keeps it fixed. ``plateau`` scales the rate by
+    ``decay_rate`` after ``plateau_patience`` steps without a better training loss
+    (optax.contrib.reduce_on_plateau).
 
     ``freeze`` holds glob patterns over parameter paths (``"_Block_0/Dense_1/kernel"``, see
     ``parameter_paths``): matching parameters get zero updates (``optax.partition`` with
@@ -290,7 +302,7 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0
     grad_clip: float | None = 1.0
-    schedule: str = "constant"
+    schedule: str = "step"
     warmup_steps: int = 0
     final_lr_fraction: float = 0.0
     decay_every: int | None = None

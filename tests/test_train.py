@@ -12,6 +12,7 @@ from conftest import TINY_NHITS, sine_frame
 import ntjax as nt
 from ntjax.config import OPTIMIZERS, SCHEDULES
 from ntjax.train import prepare
+from ntjax.train.prepare import resolve_training
 
 train_module = importlib.import_module("ntjax.train.step")  # the step and its programs
 
@@ -182,3 +183,30 @@ def test_bad_training_values_are_refused():
         nt.OptimizerConfig(name="lbfgs")
     with pytest.raises(ValueError, match="mlp_units"):
         nt.NHITSConfig(horizon=4, input_size=8, mlp_units=10**6)
+
+
+def test_the_default_recipe_is_resolved_and_recorded(sines, tmp_path):
+    # Defaults only (a short run): five horizons of validation where the data allow it.
+    record = nt.train(sines, TINY, nt.TrainingConfig(max_steps=20, progress=False, devices=1))
+    horizon = TINY.horizon
+    assert record.training.val_size == 5 * horizon
+    assert record.training.val_check_steps == 50 and record.training.early_stopping_patience == 5
+    assert record.optimizer.schedule == "step"
+    assert nt.NHITSConfig(horizon=6, input_size=24).window_norm
+    assert record.history["val_loss"][0] is not None and "best_step" in record.metrics
+    validation = record.trained_on.filter(pl.col("role") == "validation")
+    assert validation["n_rows"].to_list() == [5 * horizon] * 2
+    # The store keeps the resolved number, not "automatic".
+    store = nt.Store(tmp_path / "store")
+    store.save(record)
+    assert store.load(record.id).training.val_size == 5 * horizon
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [(200, 30), (24 + 6 + 5 * 12, 12), (24 + 6 + 5 * 6 - 1, 0)],
+    ids=["five horizons", "a fifth of the spare rows", "too short: none"],
+)
+def test_the_automatic_validation_tail_fits_the_data(length, expected):
+    assert resolve_training(nt.TrainingConfig(), TINY, length).val_size == expected
+    assert resolve_training(nt.TrainingConfig(val_size=7), TINY, 10).val_size == 7

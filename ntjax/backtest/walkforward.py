@@ -66,7 +66,8 @@ def _min_history(
     )
     if training is None and isinstance(record_or_config, ModelRecord):
         training = record_or_config.training
-    val_size = training.val_size if training is not None else 0
+    # An automatic val_size (None) is 0 on series too short for it.
+    val_size = (training.val_size or 0) if training is not None else 0
     return config.input_size + config.horizon + val_size
 
 

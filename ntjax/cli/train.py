@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=json_object, help="other model fields as JSON (@file)")
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256, help="windows per step")
-    parser.add_argument("--val-size", type=int, default=0, help="steps held out for validation")
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        help="steps held out for validation (default: five horizons where the data allow; 0: none)",
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--scaler", default="standard")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,7 +128,7 @@ def _train(args: argparse.Namespace, *, write: bool = True, rank: int = 0) -> di
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         val_size=args.val_size,
-        val_check_steps=min(100, args.max_steps),
+        val_check_steps=min(50, args.max_steps),
         seed=args.seed,
         scaler=args.scaler,
         progress=not args.no_progress,

@@ -110,7 +110,9 @@ def fine_tuning_defaults(record: ModelRecord, df: Any) -> TrainingConfig:
     frame = validate(df, exog=(*config.hist_exog, *config.futr_exog))
     shortest = int(frame.group_by("unique_id").len()["len"].min())
     spare = shortest - (config.input_size + config.horizon)
-    val_size = base.val_size or 2 * config.horizon
+    # Two horizons of the new rows, whatever tail the parent validated on (its default recipe
+    # holds out five): new data is often short, and fine-tuning runs few steps.
+    val_size = 2 * config.horizon
     if spare < val_size + config.horizon:  # keep at least a horizon of training windows
         val_size = 0
     return dataclasses.replace(

@@ -86,6 +86,7 @@ def fit(
     else:
         prepared = prepare(df, config, training, scaler=scaler)
         data = trainer.replicate(prepared.data)
+    training = prepared.training  # val_size resolved
     if shards.count_windows(prepared.data) == 0:
         raise ConfigError("no training windows: the series are too short for this config.")
     init_key, loop_key = jax.random.split(jax.random.key(training.seed))

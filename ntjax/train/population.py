@@ -205,8 +205,8 @@ def _run(
     config = _template(members)
     _, training, optimizer = _normalised(members[0])
     programs = population_programs(config, training, optimizer)
-    training = members[0].training
-    prepared = prepare(df, config, training, scaler=scaler)
+    prepared = prepare(df, config, members[0].training, scaler=scaler)
+    training = prepared.training  # val_size resolved
     data: TrainingData = prepared.data
     if int(data.n_windows) == 0:
         raise ConfigError("no training windows: the series are too short for this config.")
@@ -285,7 +285,7 @@ def fit_population(
     """
     members = list(members)
     run = _run(df, members, member_callbacks=callbacks)
-    training = members[0].training
+    training = run.prepared.training
     has_val = training.val_size > 0
     device = jax.local_devices()[0]
     now = utc_now()
@@ -314,7 +314,7 @@ def fit_population(
                 run.prepared,
                 metrics=metrics,
                 history=history,
-                training=member.training,
+                training=dataclasses.replace(member.training, val_size=training.val_size),
                 optimizer=member.optimizer,
                 error=error,
                 created_at=now,
@@ -393,6 +393,7 @@ def fit_ensemble(
         scaler=init_from.scaler if init_from is not None and keep_scaler else None,
         desc="ensemble",
     )
+    training = run.prepared.training  # val_size resolved
     has_val = training.val_size > 0
     history = ensemble_history(run.histories, has_val=has_val)
     final_train = [h["train_loss"][-1] for h in run.histories if h["train_loss"]]

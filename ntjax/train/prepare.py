@@ -3,6 +3,7 @@ device-resident series and window tables, the data's fingerprint and provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -58,7 +59,8 @@ class TrainingData(NamedTuple):
 
 @dataclass(frozen=True)
 class Prepared:
-    """Host-side result of preparing a frame for training."""
+    """Host-side result of preparing a frame for training; ``training`` is the run's config
+    with its automatic ``val_size`` resolved (``resolve_training``)."""
 
     panel: Panel
     scaler: ScalerState
@@ -66,6 +68,7 @@ class Prepared:
     fingerprint: str
     calibration_size: int
     trained_on: pl.DataFrame
+    training: TrainingConfig
 
 
 def fingerprint(panel: Panel) -> str:
@@ -98,6 +101,19 @@ def validation_starts(
     return np.stack([series, starts], axis=1).astype(np.int32)
 
 
+def resolve_training(
+    training: TrainingConfig, config: ModelConfig, shortest: int
+) -> TrainingConfig:
+    """``training`` with ``val_size=None`` replaced by the number of rows it stands for, given
+    the ``shortest`` series: five horizons, at most a fifth of what that series has beyond one
+    window, and 0 when that is less than a horizon (no validation)."""
+    if training.val_size is not None:
+        return training
+    spare = shortest - (config.input_size + config.horizon)
+    val_size = min(5 * config.horizon, max(0, spare) // 5)
+    return dataclasses.replace(training, val_size=val_size if val_size >= config.horizon else 0)
+
+
 def calibration_size(config: ModelConfig, training: TrainingConfig, shortest: int) -> int:
     """Steps held out at the end of each series for interval calibration: ``training.
     calibration_size`` when set, else ten horizons, at most a fifth of what the shortest series
@@ -113,7 +129,7 @@ def calibration_size(config: ModelConfig, training: TrainingConfig, shortest: in
 def validate_training_frame(df: Any, config: ModelConfig, training: TrainingConfig) -> pl.DataFrame:
     """``validate`` with the columns and the shortest length a training run needs."""
     exog = (*config.hist_exog, *config.futr_exog)
-    needed = config.input_size + config.horizon + training.val_size
+    needed = config.input_size + config.horizon + (training.val_size or 0)
     reason = "input_size + horizon" + (" + val_size" if training.val_size else "")
     if training.calibration is not None and training.calibration_size:
         needed += training.calibration_size
@@ -153,6 +169,7 @@ def prepare(
     frame = validate_training_frame(df, config, training)
     panel = pack(frame, channels(config))
     n_time, window = panel.n_time, config.input_size + config.horizon
+    training = resolve_training(training, config, int(panel.lengths.min()))
     if calibration_rows is None:
         calibration_rows = calibration_size(config, training, int(panel.lengths.min()))
     n_calibration = calibration_rows
@@ -192,7 +209,7 @@ def prepare(
             "calibration": (fit_end, n_time),
         },
     )
-    return Prepared(panel, scaler, data, fingerprint(panel), n_calibration, trained_on)
+    return Prepared(panel, scaler, data, fingerprint(panel), n_calibration, trained_on, training)
 
 
 def time_bucket(n_time: int) -> int:

@@ -48,6 +48,7 @@ from ntjax.train.prepare import (
     TrainingData,
     calibration_size,
     prepare,
+    resolve_training,
     time_bucket,
     validate_training_frame,
 )
@@ -84,6 +85,7 @@ def prepare_sharded(
         )
     lengths = frame.group_by("unique_id").len()["len"]
     shortest, longest = _gathered(np.array([-lengths.min(), lengths.max()])).max(axis=0)
+    training = resolve_training(training, config, int(-shortest))
     n_calibration = calibration_size(config, training, int(-shortest))
     padded_time = time_bucket(int(longest))
     # Each device's block is an ordinary (unsharded) preparation of its series.
@@ -130,7 +132,7 @@ def prepare_sharded(
     every_tail = pl.concat([_read(blob) for blob in distributed.allgather_bytes(_write(tails))])
     exog = (*config.hist_exog, *config.futr_exog)
     panel = pack(validate(every_tail, exog=exog), channels(config))
-    return Prepared(panel, joined, data, digest.hexdigest(), n_calibration, trained_on)
+    return Prepared(panel, joined, data, digest.hexdigest(), n_calibration, trained_on, training)
 
 
 def count_windows(data: TrainingData) -> int:
