@@ -224,6 +224,7 @@ def distill(
     _check_pair(teacher_record.config, student_config)
     started = time.perf_counter()
     prepared = prepare(df, student_config, training)
+    training = prepared.training  # val_size resolved
     if int(prepared.data.n_windows) == 0:
         raise ConfigError("no training windows: the series are too short for this config.")
     windows, targets = teacher_targets(
