@@ -85,6 +85,17 @@ def _study_names(url: str) -> list[str]:
         storage.engine.dispose()
 
 
+def _has_heartbeat(url: str, trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the worker running ``trial`` has recorded a heartbeat for it yet."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = sqlalchemy.text("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = :id")
+            return connection.execute(query, {"id": trial._trial_id}).scalar() > 0
+    finally:
+        engine.dispose()
+
+
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     """The trials of a stored study, in order (connections closed)."""
     storage = optuna.storages.RDBStorage(url)
@@ -303,7 +314,13 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_study_goes_on(
         while not running and worker.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
             if "killed" in _study_names(storage):
-                running = [t for t in _trials(storage, "killed") if t.state.name == "RUNNING"]
+                # Mid-trial: running, with a heartbeat on record (a worker killed before its
+                # first beat leaves nothing for optuna to find stale).
+                running = [
+                    t
+                    for t in _trials(storage, "killed")
+                    if t.state.name == "RUNNING" and _has_heartbeat(storage, t)
+                ]
         assert running and worker.poll() is None, "the worker never ran its trial"
         os.kill(worker.pid, signal.SIGKILL)
     finally:
