@@ -37,6 +37,14 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
+def _windows(config: ModelConfig, data_values, windows):
+    """The model inputs and ``[batch, horizon]`` targets of ``windows`` (series, start)."""
+    window = gather_windows(
+        data_values, windows[:, 0], windows[:, 1], config.input_size + config.horizon
+    )
+    return split_window(window, config)
+
+
 def _window_loss(
     spec: ModelSpec,
     config: ModelConfig,
@@ -47,10 +55,7 @@ def _window_loss(
     teacher=None,
     teacher_weight=None,
 ):
-    window = gather_windows(
-        data_values, windows[:, 0], windows[:, 1], config.input_size + config.horizon
-    )
-    inputs, targets = split_window(window, config)
+    inputs, targets = _windows(config, data_values, windows)
     loss = spec.training_loss(config, params, inputs, targets, key=key).mean()
     if teacher is None:
         return loss
@@ -135,11 +140,7 @@ def sharded_eval_loss_fn(
     spec = spec_for(config)
 
     def local_eval(params, data: TrainingData) -> jax.Array:
-        windows = data.val_windows
-        window = gather_windows(
-            data.values, windows[:, 0], windows[:, 1], config.input_size + config.horizon
-        )
-        inputs, targets = split_window(window, config)
+        inputs, targets = _windows(config, data.values, data.val_windows)
         losses = spec.training_loss(config, params, inputs, targets, key=None)
         per_window = losses.reshape(losses.shape[0], -1).mean(axis=1)
         total = jax.lax.psum(jnp.sum(per_window * data.val_weights), "data")
