@@ -179,6 +179,8 @@ def ntjax_speed(
         scaler="identity",
         calibration=None,
         progress=False,
+        val_size=0,  # throughput of training steps alone (no validation pass between blocks)
+        early_stopping_patience=None,
     )
     record = nt.train(
         df, config, training, callbacks=[lambda _: stamps.append(time.perf_counter())]

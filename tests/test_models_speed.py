@@ -18,6 +18,7 @@ import pytest
 from ntjax.config import DeepARConfig, GRUConfig, LSTMAttentionConfig, TCNConfig
 from ntjax.models import deepar, dummy_inputs, recurrent, spec_for, tcn
 from ntjax.models._common import linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout, dropout_mask
 
 RTOL, ATOL = 2e-5, 2e-5
 
@@ -599,3 +600,47 @@ def test_deepar_matches_its_cell_network(config, key):
         )
     )(params)
     assert_trees_close(paths, expected)
+
+
+# ------------------------------------------------------------------------------------------
+# Dropout: a counter-based mask instead of Threefry bits.
+# ------------------------------------------------------------------------------------------
+
+
+def test_dropout_mask_keeps_the_asked_share_independently_and_is_a_function_of_the_key():
+
+    key = jax.random.key(3)
+    mask = np.asarray(jax.jit(dropout_mask, static_argnums=2)(key, 0.9, (256, 1024)))
+    n = mask.size
+    assert abs(mask.mean() - 0.9) < 4 * np.sqrt(0.9 * 0.1 / n)
+    # Neighbours along either axis and the two halves of the mask are uncorrelated.
+    centred = mask.astype(np.float64) - mask.mean()
+    for a, b in (
+        (centred[:, 1:], centred[:, :-1]),
+        (centred[1:], centred[:-1]),
+        (centred[:128], centred[128:]),
+    ):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.01
+    np.testing.assert_array_equal(mask, np.asarray(dropout_mask(key, 0.9, (256, 1024))))
+    other = np.asarray(dropout_mask(jax.random.key(4), 0.9, (256, 1024)))
+    assert 0.15 < np.mean(mask != other) < 0.2  # 2 * 0.9 * 0.1 for independent masks
+    traced = jax.jit(lambda p: dropout_mask(key, p, (64, 64)))(jnp.float32(0.25))
+    assert abs(float(traced.mean()) - 0.25) < 0.03
+
+
+def test_dropout_module_scales_what_it_keeps_and_shares_masks_over_broadcast_dims():
+
+    x = jnp.arange(1.0, 1 + 8 * 16 * 4).reshape(8, 16, 4)
+    key = jax.random.key(0)
+    out = Dropout(0.25, broadcast_dims=(2,)).apply(
+        {}, x, deterministic=False, rngs={"dropout": key}
+    )
+    kept = np.asarray(out) != 0
+    assert np.all(kept == kept[..., :1])  # one mask over the broadcast axis
+    np.testing.assert_allclose(np.asarray(out)[kept], np.asarray(x)[kept] / 0.75, rtol=1e-6)
+    assert np.array_equal(np.asarray(Dropout(0.25).apply({}, x, deterministic=True)), np.asarray(x))
+    # A subclass of nn.Dropout (what population training looks for), drawing dropout_mask.
+    assert isinstance(Dropout(0.5), nn.Dropout)
+    apply = jax.jit(lambda k: Dropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": k}))
+    assert np.mean(np.asarray(apply(key)) != 0) == pytest.approx(0.5, abs=0.05)
+    assert not np.array_equal(np.asarray(apply(key)), np.asarray(apply(jax.random.key(1))))

@@ -37,6 +37,7 @@ from jax.typing import ArrayLike
 from ntjax.config import DeepARConfig
 from ntjax.losses import gaussian_nll, student_t_nll
 from ntjax.models._common import Inputs, Params, as_inputs, dummy_inputs
+from ntjax.models.dropout import Dropout
 from ntjax.models.recurrent import (
     fused_kernels,
     lstm_kernels,
@@ -194,7 +195,7 @@ class DeepARNetwork(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         self.layers = [_LSTMParams(cfg.hidden_size, name=f"lstm_{i}") for i in range(cfg.n_layers)]
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.head = nn.Dense(len(LIKELIHOODS[cfg.likelihood].names), name="head")
 
     def unroll(self, features: jax.Array, deterministic: bool) -> tuple[tuple[Any, ...], jax.Array]:

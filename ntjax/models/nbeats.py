@@ -31,6 +31,7 @@ from jax.typing import ArrayLike
 
 from ntjax.config import NBEATSConfig
 from ntjax.models._common import Inputs, Params, as_inputs, linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout
 from ntjax.models.recurrent import to_series_units, window_units
 
 
@@ -82,7 +83,7 @@ class _Block(nn.Module):
         for _ in range(cfg.n_mlp_layers):
             h = nn.relu(nn.Dense(cfg.mlp_units)(h))
             if cfg.dropout > 0:
-                h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
+                h = Dropout(cfg.dropout)(h, deterministic=deterministic)
         if self.stack_type == "generic":
             theta = nn.Dense(cfg.input_size + cfg.horizon * n_q, name="theta")(h)
             backcast = theta[:, : cfg.input_size]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ntjax.config import NHITSConfig
 from ntjax.models._common import Inputs, flatten_exog, linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout
 from ntjax.models.recurrent import window_units
 
 
@@ -72,7 +73,7 @@ class _Block(nn.Module):
         for _ in range(cfg.n_mlp_layers):
             h = nn.relu(nn.Dense(cfg.mlp_units)(h))
             if cfg.dropout > 0:
-                h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
+                h = Dropout(cfg.dropout)(h, deterministic=deterministic)
         backcast = None if self.last else nn.Dense(cfg.input_size, name="backcast")(h)
         coefficients = nn.Dense(self.n_coefficients * n_q, name="forecast")(h)
         # [batch, quantile, coefficient]: the interpolation is then one plain matrix product

@@ -23,6 +23,7 @@ from flax.linen.recurrent import DenseParams
 
 from ntjax.config import GRUConfig, LSTMAttentionConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout
 
 # Smallest spread of a window, in scaled units (a hundredth of the series' standard deviation
 # under the default scaler), so that flat windows are not blown up.
@@ -133,7 +134,7 @@ class MultiHorizonDecoder(nn.Module):
         for _ in range(self.n_layers):
             h = nn.relu(nn.Dense(self.hidden_size)(h))
             if self.dropout > 0:
-                h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+                h = Dropout(self.dropout)(h, deterministic=deterministic)
         return nn.Dense(self.n_outputs, name="output")(h)
 
 
@@ -480,7 +481,7 @@ def _stacked_rnn(
     for layer in range(n_layers):
         h = make_layer(layer)(h)
         if dropout > 0 and layer < n_layers - 1:
-            h = nn.Dropout(dropout)(h, deterministic=deterministic)
+            h = Dropout(dropout)(h, deterministic=deterministic)
     return h
 
 

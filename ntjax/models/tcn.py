@@ -33,6 +33,7 @@ import numpy as np
 
 from ntjax.config import TCNConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout
 from ntjax.models.recurrent import (
     decoder_for,
     decoder_summary,
@@ -185,7 +186,7 @@ class _ResidualBlock(nn.Module):
             h = _CausalConv(self.channels, self.kernel_size, name=f"Conv_{index}")(h, taps)
             h = nn.relu(h)
             if self.dropout > 0:
-                h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+                h = Dropout(self.dropout)(h, deterministic=deterministic)
         position = {p: i for i, p in enumerate(steps.inputs)}
         residual = select_steps(x, np.asarray([position[p] for p in steps.outputs]))
         if residual.shape[-1] != self.channels:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ntjax.config import TransformerConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
+from ntjax.models.dropout import Dropout
 from ntjax.models.recurrent import (
     decoder_for,
     decoder_summary,
@@ -71,13 +72,13 @@ class _EncoderLayer(nn.Module):
             dropout_rate=self.dropout,
             deterministic=deterministic,
         )(h, h)
-        x = x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        x = x + Dropout(self.dropout)(h, deterministic=deterministic)
         h = nn.LayerNorm()(x)
         h = nn.Dense(self.ffn_size)(h)
         h = nn.gelu(h)
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         h = nn.Dense(self.d_model)(h)
-        return x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return x + Dropout(self.dropout)(h, deterministic=deterministic)
 
 
 class Transformer(nn.Module):
@@ -95,7 +96,7 @@ class Transformer(nn.Module):
             )
         else:
             position = jnp.asarray(sinusoidal_encoding(cfg.n_patches, cfg.d_model))
-        h = nn.Dropout(cfg.dropout)(h + position[None], deterministic=deterministic)
+        h = Dropout(cfg.dropout)(h + position[None], deterministic=deterministic)
         for _ in range(cfg.n_layers):
             h = _EncoderLayer(cfg.d_model, cfg.n_heads, cfg.ffn_size, cfg.dropout)(h, deterministic)
         h = nn.LayerNorm(name="final_norm")(h)

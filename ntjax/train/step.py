@@ -26,6 +26,7 @@ from ntjax._jit import jit_with
 from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.windows import gather_windows, split_window
 from ntjax.models import ModelSpec, compile_options, spec_for
+from ntjax.models.dropout import dropout_mask
 from ntjax.train.prepare import TrainingData
 
 
@@ -348,7 +349,8 @@ def _global_replica(leaf: Any, sharding: NamedSharding) -> jax.Array:
 def _member_dropout(keep_prob: jax.Array):
     """Method interceptor running every ``nn.Dropout`` with keep probability ``keep_prob``
     (a traced per-member value) instead of its static rate; the mask and scaling follow
-    ``nn.Dropout`` exactly, so a member equals the model built with its own rate."""
+    ``ntjax.models.dropout.Dropout`` exactly (its ``dropout_mask``), so a member equals the model
+    built with its own rate."""
 
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
@@ -368,7 +370,7 @@ def _member_dropout(keep_prob: jax.Array):
         shape = list(inputs.shape)
         for dim in module.broadcast_dims:
             shape[dim] = 1
-        mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
+        mask = jnp.broadcast_to(dropout_mask(rng, keep_prob, shape), inputs.shape)
         return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
 
     return nn.intercept_methods(interceptor)
