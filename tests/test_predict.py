@@ -140,10 +140,13 @@ def test_futr_exog_model_needs_future_values():
 
 
 def test_mlp_families_compile_with_eigen_dots_and_match_xla_defaults():
-    """NHITS compiles with the YNNPACK dot fusion off (where this jaxlib has the option) and
-    predicts what the XLA-default program predicts; other families keep the defaults."""
+    """NHITS (and the GRU) compile with the YNNPACK dot fusion off (where this jaxlib has the
+    option) and predict what the XLA-default program predicts; other families keep the
+    defaults."""
     config = nt.NHITSConfig(horizon=6, input_size=24, mlp_units=32)
-    assert compile_options(make_config("gru", horizon=6, input_size=24)) == ()
+    assert compile_options(make_config("tcn", horizon=6, input_size=24)) == ()
+    gru = make_config("gru", horizon=6, input_size=24)
+    assert compile_options(gru) == compile_options(config)
     # What this jaxlib and environment allow, found without ntjax's own probe.
     try:
         jax.jit(lambda x: x + 1, compiler_options=dict(EIGEN_DOTS)).lower(1.0).compile()

@@ -149,7 +149,7 @@ MODELS: dict[str, ModelSpec] = {
     "lstm_attention": ModelSpec(
         LSTMAttentionConfig, recurrent.lstm_attention_init, recurrent.lstm_attention_apply
     ),
-    "gru": ModelSpec(GRUConfig, recurrent.gru_init, recurrent.gru_apply),
+    "gru": ModelSpec(GRUConfig, recurrent.gru_init, recurrent.gru_apply, options=EIGEN_DOTS),
     "tcn": ModelSpec(TCNConfig, tcn.init, tcn.apply),
     "deepar": ModelSpec(
         DeepARConfig,
