@@ -229,12 +229,43 @@ def test_population_mode_matches_sequential_trials(frame, grid_result, caplog):
         assert value == pytest.approx(want[point], rel=1e-4)
 
 
-def test_population_falls_back_when_shapes_change(frame, caplog):
+def test_population_rounds_share_the_keys_that_change_the_shapes(frame, caplog):
+    """A space that varies a width: each round of trials takes the first trial's width and
+    samples its own learning rate and seed, and trains as one population."""
+    space = {
+        **BASE,
+        "model.mlp_units": {"choice": [8, 16]},
+        "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+        "training.seed": {"low": 0, "high": 100},
+    }
+    with caplog.at_level(logging.INFO, logger="ntjax.optimize"):
+        result = optimize(
+            frame, space, method="random", n_trials=4, population=2, seed=3, refit=False
+        )
+    assert "sharing their values of ['model.mlp_units']" in caplog.text
+    trials = result.trials.sort("number")
+    assert trials["state"].to_list() == ["COMPLETE"] * 4
+    params = trials["params"].to_list()
+    for first, second in (params[:2], params[2:]):
+        assert first["model.mlp_units"] == second["model.mlp_units"]
+        assert first["optimizer.learning_rate"] != second["optimizer.learning_rate"]
+    # Trained as one population: a member equals the same trial trained alone.
+    alone = optimize(
+        frame,
+        {**space, **{k: params[1][k] for k in space if k in params[1]}},
+        method="random",
+        n_trials=1,
+        refit=False,
+    )
+    assert alone.trials["value"][0] == pytest.approx(trials["value"][1], rel=1e-4)
+
+
+def test_population_on_a_grid_that_changes_shapes_runs_one_by_one(frame, caplog):
     space = {**BASE, "model.mlp_units": {"choice": [8, 16]}}
     with caplog.at_level(logging.INFO, logger="ntjax.optimize"):
-        result = optimize(frame, space, method="random", n_trials=1, population=4, refit=False)
+        result = optimize(frame, space, method="grid", population=4, refit=False)
     assert "run one by one" in caplog.text and "model.mlp_units" in caplog.text
-    assert result.trials.height == 1
+    assert result.trials.height == 2
 
 
 @pytest.mark.slow

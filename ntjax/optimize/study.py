@@ -7,8 +7,10 @@ of rolling forecasts over those steps, each made from earlier data only (or, wit
 during training so that a pruner can stop the bad ones; a trial whose loss becomes NaN or whose
 config is invalid is recorded as failed and the study goes on. The study lives in an optuna
 storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work on one study
-(``optimize_workers``). With ``population=K``, trials that differ only in seed, learning rate
-and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
+(``optimize_workers``). With ``population=K``, trials are asked K at a time and trained as one
+vmapped program (``ntjax.train.population``): when the space also varies keys that change the
+model or the program (input size, widths, steps), the K trials of a round share the first one's
+values of those keys and differ in seed, learning rate and dropout.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ntjax.optimize.space import (
 )
 from ntjax.registry import ModelRecord, new_id
 from ntjax.train import Progress, fit
-from ntjax.train.population import Member, PopulationError, fit_population
+from ntjax.train.population import Member, PopulationError, fit_population, incompatibility
 
 _log = logging.getLogger("ntjax.optimize")  # one logger for the whole package
 
@@ -396,19 +398,50 @@ def _run_alone(setup: _Study, trial: optuna.Trial, member: Member) -> None:
         setup.study.tell(trial, value)
 
 
-def _run_population_round(setup: _Study, size: int) -> None:
-    """Asks ``size`` trials, trains them as one population, tells their outcomes."""
+def _run_population_round(setup: _Study, size: int, shared: tuple[str, ...] = ()) -> None:
+    """Asks ``size`` trials and trains them as populations: each group of compatible trials
+    (equal but for seed, learning rate and dropout) as one vmapped program, a trial that fits
+    no group on its own.
+
+    ``shared`` names the varying keys that change the model or the program (the input size,
+    the widths, the steps): the trials after the first are asked with the first one's values of
+    those keys (``enqueue_trial``), the sampler choosing only their seed, learning rate and
+    dropout, so that the round trains as one population. A trial that still differs (another
+    worker of the study took the enqueued values) trains in its own group.
+    """
     study = setup.study
     members: list[tuple[optuna.Trial, Member]] = []
+    anchor: dict[str, Any] | None = None
     for _ in range(size):
+        if anchor is not None:
+            study.enqueue_trial(anchor, skip_if_exists=False)
         trial = study.ask()
         trial.set_user_attr("pid", os.getpid())
         try:
             members.append((trial, Member(*setup.configs(setup.sample(trial)))))
         except ConfigError as error:
             _fail(study, trial, error)
-    if not members:
-        return
+            continue
+        if anchor is None and shared:
+            anchor = {name: trial.params[name] for name in shared if name in trial.params}
+    groups: list[list[tuple[optuna.Trial, Member]]] = []
+    for trial, member in members:
+        group = next((g for g in groups if incompatibility([g[0][1], member]) is None), None)
+        if group is None:
+            groups.append([(trial, member)])
+        else:
+            group.append((trial, member))
+    for group in groups:
+        if len(group) == 1 or setup.out_of_time():
+            for trial, member in group:
+                _run_alone(setup, trial, member)
+        else:
+            _train_population(setup, group)
+
+
+def _train_population(setup: _Study, members: list[tuple[optuna.Trial, Member]]) -> None:
+    """Trains compatible asked trials as one population and tells their outcomes."""
+    study = setup.study
     holdout, _ = setup.holdout(members[0][1].config)
     reporters = [setup.reporter(trial) for trial, _ in members]
 
@@ -465,18 +498,23 @@ def _run_trials(setup: _Study, n_trials: int, *, n_jobs: int = 1) -> None:
     population = setup.population
     if population is not None and population > 1:
         blockers = _population_blocker(setup.dimensions)
-        if not blockers:
+        if not blockers or not setup.grid:
             _log.info(
-                "population mode: %d trials in rounds of up to %d members.", n_trials, population
+                "population mode: %d trials in rounds of up to %d members%s.",
+                n_trials,
+                population,
+                f" sharing their values of {blockers}" if blockers else "",
             )
             for start in range(0, n_trials, population):
                 if setup.out_of_time():
                     return
-                _run_population_round(setup, min(population, n_trials - start))
+                _run_population_round(
+                    setup, min(population, n_trials - start), shared=tuple(blockers)
+                )
             return
         _log.warning(
-            "population=%d needs every varying key to be one of %s; %s change the model or "
-            "the shared program, so the %d trials run one by one.",
+            "population=%d on a grid needs every varying key to be one of %s; %s change the "
+            "model or the shared program, so the %d grid points run one by one.",
             population,
             sorted(POPULATION_KEYS),
             blockers,
@@ -726,8 +764,10 @@ def optimize(
         horizon), forecast every horizon from earlier data only.
       cv_windows: score by cross-validation over this many windows at the end instead.
       cv_step_size: stride of those windows (default the horizon).
-      population: train up to this many trials at once as one vmapped program when every
-        varying key is a seed, learning rate or dropout; otherwise trials run one by one.
+      population: train up to this many trials at once as one vmapped program. Where the
+        space varies other keys too (input size, widths, steps), each round of trials shares
+        the first trial's values of those and varies seed, learning rate and dropout (a grid
+        with such keys runs one by one).
       training: base training config the space overrides (default: trials hold out one
         horizon of the training part for their validation loss, with no progress bar).
       optimizer: base optimizer config the space overrides.
