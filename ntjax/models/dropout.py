@@ -9,8 +9,9 @@ with full avalanche), keyed by the seeds: a counter-based generator of the kind 
 use, cheap enough to fuse with the multiply it masks.
 
 ``Dropout`` is ``nn.Dropout`` with that mask (same fields, same scaling, a subclass, so code
-that looks for ``nn.Dropout`` modules finds it); ``dropout_mask`` is the mask itself, for code
-that applies a module's dropout at another rate (``ntjax.train.step``'s population members).
+that looks for ``nn.Dropout`` modules finds it); ``drop`` is its arithmetic at any keep
+probability, for code that applies a module's dropout at another rate (``ntjax.train.step``'s
+population members).
 """
 
 from __future__ import annotations
@@ -55,6 +56,20 @@ def dropout_mask(key: jax.Array, keep_prob: ArrayLike, shape: Sequence[int]) -> 
     return uniform < jnp.asarray(keep_prob, jnp.float32)
 
 
+def drop(
+    inputs: jax.Array, keep_prob: ArrayLike, rng: jax.Array, broadcast_dims: Sequence[int] = ()
+) -> jax.Array:
+    """``inputs`` with each element kept with probability ``keep_prob`` (one draw shared over
+    ``broadcast_dims``) and scaled by ``1 / keep_prob``, the others zero: ``nn.Dropout``'s
+    arithmetic with ``dropout_mask``'s draw."""
+    shape = list(inputs.shape)
+    for dim in broadcast_dims:
+        shape[dim] = 1
+    mask = jnp.broadcast_to(dropout_mask(rng, keep_prob, shape), inputs.shape)
+    scaled = inputs / jnp.asarray(keep_prob, inputs.dtype)
+    return jax.lax.select(mask, scaled, jnp.zeros_like(inputs))
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (same fields and behaviour: inputs scaled by ``1 / (1 - rate)`` where
     kept, zero elsewhere, ``broadcast_dims`` sharing a mask) drawing ``dropout_mask``."""
@@ -68,11 +83,6 @@ class Dropout(nn.Dropout):
             return inputs
         if self.rate == 1.0:
             return jnp.zeros_like(inputs)
-        keep_prob = 1.0 - self.rate
         if rng is None:
             rng = self.make_rng(self.rng_collection)
-        shape = list(inputs.shape)
-        for dim in self.broadcast_dims:
-            shape[dim] = 1
-        mask = jnp.broadcast_to(dropout_mask(rng, keep_prob, shape), inputs.shape)
-        return jax.lax.select(mask, inputs / keep_prob, jnp.zeros_like(inputs))
+        return drop(inputs, 1.0 - self.rate, rng, self.broadcast_dims)

@@ -432,9 +432,8 @@ def _run_population_round(setup: _Study, size: int, shared: tuple[str, ...] = ()
         else:
             group.append((trial, member))
     for group in groups:
-        if len(group) == 1 or setup.out_of_time():
-            for trial, member in group:
-                _run_alone(setup, trial, member)
+        if len(group) == 1:
+            _run_alone(setup, *group[0])
         else:
             _train_population(setup, group)
 

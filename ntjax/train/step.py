@@ -26,7 +26,7 @@ from ntjax._jit import jit_with
 from ntjax.config import ConfigError, ModelConfig, OptimizerConfig, TrainingConfig
 from ntjax.data.windows import gather_windows, split_window
 from ntjax.models import ModelSpec, compile_options, spec_for
-from ntjax.models.dropout import dropout_mask
+from ntjax.models.dropout import drop
 from ntjax.train.prepare import TrainingData
 
 
@@ -349,8 +349,8 @@ def _global_replica(leaf: Any, sharding: NamedSharding) -> jax.Array:
 def _member_dropout(keep_prob: jax.Array):
     """Method interceptor running every ``nn.Dropout`` with keep probability ``keep_prob``
     (a traced per-member value) instead of its static rate; the mask and scaling follow
-    ``ntjax.models.dropout.Dropout`` exactly (its ``dropout_mask``), so a member equals the model
-    built with its own rate."""
+    ``ntjax.models.dropout.Dropout`` exactly (its ``drop``), so a member equals the model built
+    with its own rate."""
 
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
@@ -367,11 +367,7 @@ def _member_dropout(keep_prob: jax.Array):
         rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
         if rng is None:
             rng = module.make_rng(module.rng_collection)
-        shape = list(inputs.shape)
-        for dim in module.broadcast_dims:
-            shape[dim] = 1
-        mask = jnp.broadcast_to(dropout_mask(rng, keep_prob, shape), inputs.shape)
-        return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
+        return drop(inputs, keep_prob, rng, module.broadcast_dims)
 
     return nn.intercept_methods(interceptor)
 
