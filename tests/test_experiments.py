@@ -226,6 +226,13 @@ def test_auto_long_horizon_runs_one_search_cell():
 
 
 @pytest.mark.slow
+def test_auto_search_cost_compares_one_by_one_with_rounds():
+    out = _run("auto_search_cost.py", "--smoke")
+    assert "| 0 | one by one | 4 |" in out and "| 0 | rounds of 2 |" in out
+    assert out.count("| 0 | rounds of 2 |") == 2
+
+
+@pytest.mark.slow
 def test_global_model_compares_global_per_series_and_naive():
     shared_data("exchange_rate.csv")
     out = _run("global_model.py", "--smoke")
