@@ -57,8 +57,9 @@ def search(frame, space: dict, *, trials: int, population: int | None, seed: int
     wall = time.perf_counter() - started
     rows = result.trials
     done = rows.filter(rows["state"] == "COMPLETE")
+    default_batch = nt.TrainingConfig().batch_size
     windows = sum(
-        int(p["training.max_steps"]) * int(p.get("training.batch_size", 256))
+        int(p["training.max_steps"]) * int(p.get("training.batch_size", default_batch))
         for p in done["params"].to_list()
     )
     return {
