@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ntjax as nt
+from ntjax import hugepages
 from ntjax.models import dummy_inputs, spec_for
 
 FAMILIES = ("nhits", "nbeats", "transformer", "gru", "lstm_attention", "tcn", "deepar")
@@ -383,7 +384,18 @@ def main() -> None:
     parser.add_argument("--latency-repeats", type=int, default=50)
     parser.add_argument("--smoke", action="store_true", help="a tiny config, for the tests")
     parser.add_argument("--json", type=Path, help="also write the JSON report here")
+    parser.add_argument(
+        "--no-hugepages",
+        action="store_true",
+        help="run both sides without glibc's huge-page tunable (ntjax.hugepages)",
+    )
     args = parser.parse_args()
+    if not args.no_hugepages:
+        hugepages.relaunch()  # the neuralforecast subprocess inherits the environment
+    elif hugepages.active():
+        parser.error("--no-hugepages: this process started with huge pages (GLIBC_TUNABLES)")
+    else:
+        os.environ[hugepages.OPT_OUT] = "0"
     if args.smoke:
         args.horizon, args.input_size, args.windows_per_step = 4, 16, 8
         args.hidden, args.block_steps, args.blocks, args.latency_repeats = 8, 2, 2, 3
@@ -407,6 +419,7 @@ def main() -> None:
         },
         "windows_per_step": args.windows_per_step,
         "jax_backend": f"{jax.devices()[0].platform} x{len(jax.devices())}",
+        "hugepages": hugepages.active(),
         "load_average_start": os.getloadavg(),
         "matmul_peak_gflops": [matmul_peak_gflops()],
         "families": {},
@@ -452,6 +465,7 @@ def main() -> None:
         print(f"{family}: done (load {row['load_average']:.1f})", file=sys.stderr, flush=True)
     report["matmul_peak_gflops"].append(matmul_peak_gflops())
     report["load_average_end"] = os.getloadavg()
+    print(f"huge pages (ntjax.hugepages, both sides): {'on' if report['hugepages'] else 'off'}")
     print(table(report))
     print(json.dumps(report))
     if args.json is not None:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ntjax import hugepages
 from ntjax._version import __version__
 from ntjax.cli import (
     alias,
@@ -107,7 +108,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (0 ok, 1 failed, 2 bad usage)."""
+    """Runs the command line; returns the exit status (0 ok, 1 failed, 2 bad usage).
+
+    Run as the ``ntjax`` program (``argv`` None), it first relaunches itself with huge pages
+    for XLA:CPU's buffers where they are usable and not yet on (``ntjax.hugepages``)."""
+    if argv is None:
+        hugepages.relaunch()
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # to start a child with
