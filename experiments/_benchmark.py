@@ -5,6 +5,8 @@ in the wheel; scripts in this folder import it as ``_benchmark``."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import resource
 import sys
 import time
@@ -16,6 +18,7 @@ import jax
 import numpy as np
 import polars as pl
 
+from ntjax import hugepages
 from ntjax.config import NHITSConfig, OptimizerConfig, TrainingConfig
 from ntjax.data import from_wide, load_dataset
 from ntjax.data.frame import datetime_to_us, validate
@@ -24,6 +27,27 @@ from ntjax.registry import ModelRecord, new_id
 from ntjax.streaming import StreamingForecaster
 from ntjax.train import Trainer, prepare, train
 from ntjax.train.step import _jitted_init
+
+
+def add_hugepages_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-hugepages",
+        action="store_true",
+        help="run without glibc's huge-page tunable (ntjax.hugepages), subprocesses too",
+    )
+
+
+def use_hugepages(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """Relaunches the benchmark with huge pages (as the ``ntjax`` command runs) unless
+    ``--no-hugepages``, which also keeps them off in its subprocesses (neuralforecast's side);
+    returns whether they are on."""
+    if not args.no_hugepages:
+        hugepages.relaunch()
+    elif hugepages.active():
+        parser.error("--no-hugepages: this process started with huge pages (GLIBC_TUNABLES)")
+    else:
+        os.environ[hugepages.OPT_OUT] = "0"
+    return hugepages.active()
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

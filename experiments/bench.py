@@ -43,10 +43,17 @@ def main() -> None:
     )
     parser.add_argument("--ensemble-steps", type=int, default=200)
     parser.add_argument("--skip-store", action="store_true", help="skip the store timings")
+    benchmark.add_hugepages_flag(parser)
     args = parser.parse_args()
+    hugepages_on = benchmark.use_hugepages(parser, args)
     df, data_name = benchmark.bench_data(SHARED)
     config = nt.NHITSConfig(horizon=args.horizon, input_size=args.input_size)
-    report = {"data": data_name, "config": config.to_dict(), "jax_backend": benchmark.backend()}
+    report = {
+        "data": data_name,
+        "config": config.to_dict(),
+        "jax_backend": benchmark.backend(),
+        "hugepages": hugepages_on,
+    }
     report["training"] = benchmark.training_throughput(
         df, config, batch_size=args.batch_size, steps=args.steps
     )

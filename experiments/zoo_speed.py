@@ -43,12 +43,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _benchmark as benchmark
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import ntjax as nt
-from ntjax import hugepages
 from ntjax.models import dummy_inputs, spec_for
 
 FAMILIES = ("nhits", "nbeats", "transformer", "gru", "lstm_attention", "tcn", "deepar")
@@ -384,18 +384,9 @@ def main() -> None:
     parser.add_argument("--latency-repeats", type=int, default=50)
     parser.add_argument("--smoke", action="store_true", help="a tiny config, for the tests")
     parser.add_argument("--json", type=Path, help="also write the JSON report here")
-    parser.add_argument(
-        "--no-hugepages",
-        action="store_true",
-        help="run both sides without glibc's huge-page tunable (ntjax.hugepages)",
-    )
+    benchmark.add_hugepages_flag(parser)
     args = parser.parse_args()
-    if not args.no_hugepages:
-        hugepages.relaunch()  # the neuralforecast subprocess inherits the environment
-    elif hugepages.active():
-        parser.error("--no-hugepages: this process started with huge pages (GLIBC_TUNABLES)")
-    else:
-        os.environ[hugepages.OPT_OUT] = "0"
+    on = benchmark.use_hugepages(parser, args)  # the neuralforecast subprocess inherits it
     if args.smoke:
         args.horizon, args.input_size, args.windows_per_step = 4, 16, 8
         args.hidden, args.block_steps, args.blocks, args.latency_repeats = 8, 2, 2, 3
@@ -419,7 +410,7 @@ def main() -> None:
         },
         "windows_per_step": args.windows_per_step,
         "jax_backend": f"{jax.devices()[0].platform} x{len(jax.devices())}",
-        "hugepages": hugepages.active(),
+        "hugepages": on,
         "load_average_start": os.getloadavg(),
         "matmul_peak_gflops": [matmul_peak_gflops()],
         "families": {},
