@@ -6,17 +6,20 @@ after it. A training step of the recurrent and attention families needs 30-130 M
 each step maps them afresh: the kernel faults them in 4 KiB at a time (8,400 minor faults per
 Transformer step, 32,500 per GRU step) and the step then works through 4 KiB pages. glibc's
 tunable ``glibc.malloc.hugetlb=1`` makes ``malloc`` ask for transparent huge pages
-(``madvise``) on what it maps: 470 faults per step, and on the 2-core benchmark machine the
-Transformer's step took 17.4-17.5 ms instead of 25.6-27.2 and the GRU's 63-65 ms instead of
-91-93 (``python experiments/zoo_speed.py`` has the whole table, with and without).
+(``madvise``) on what it maps: 220-470 faults per step, and on the 2-core benchmark machine
+the Transformer's step took 17.4-17.5 ms instead of 25.6-27.2 and the GRU's 63-65 ms instead
+of 91-93; through ``nt.train`` (200 steps) 19.5-23 against 27-29 ms and 59-69 against 84-99
+ms, at a peak resident memory of 725 against 739 MB and 878 against 769 MB. NHITS (small
+buffers) runs the same either way. ``python experiments/zoo_speed.py [--no-hugepages]`` has
+every family, both libraries under the same setting.
 
 glibc reads its tunables when the process starts, so they cannot be switched on from inside
 a running interpreter: ``relaunch()`` re-executes the running program (``sys.orig_argv``)
-with the tunable added to ``GLIBC_TUNABLES``. The ``ntjax`` command does so at start, as do
-the benchmarks in ``experiments/``; a script may call it on its first line, and a notebook
-kernel can be started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in its environment.
-``NTJAX_HUGEPAGES=0`` keeps everything as it is. Memory use does not grow: the pages are
-the same bytes, mapped 2 MiB at a time.
+with the tunable added to ``GLIBC_TUNABLES``. The ``ntjax`` commands that compute do so at
+start, as do the benchmarks in ``experiments/``; a script may call it on its first line, and
+a notebook kernel can be started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in its
+environment.
+``NTJAX_HUGEPAGES=0`` keeps everything as it is.
 
     import ntjax.hugepages
     ntjax.hugepages.relaunch()  # first line of a script; a no-op where already on or unusable

@@ -47,12 +47,16 @@ def test_unusable_means_nothing_to_do(monkeypatch):
     assert not hugepages.active({"GLIBC_TUNABLES": hugepages.TUNABLE})
 
 
-def test_the_command_relaunches_only_as_a_program(monkeypatch, tmp_path):
+def test_the_command_relaunches_only_as_a_program_that_computes(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(hugepages, "relaunch", lambda: calls.append(True))
+    forecast = ["forecast", "--model-id", "missing", "--data", "x.csv", "--store", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", ["ntjax", *forecast])
+    assert main() == 1  # relaunched (here: recorded), then no such model
+    assert calls == [True]
+    assert main(forecast) == 1  # called as a function: no relaunch
     monkeypatch.setattr(sys, "argv", ["ntjax", "status", "--store", str(tmp_path)])
-    assert main() == 0
-    assert main(["status", "--store", str(tmp_path)]) == 0
+    assert main() == 0  # computes nothing: no relaunch either
     assert calls == [True]
 
 

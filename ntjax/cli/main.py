@@ -64,20 +64,22 @@ class _Parser(argparse.ArgumentParser):
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its help, a function adding its arguments, and a function running it
-    (returns what to print as JSON, or None when it wrote its own output)."""
+    (returns what to print as JSON, or None when it wrote its own output); ``computes``: it
+    runs JAX programs (the ``ntjax`` program relaunches itself with huge pages for those)."""
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], Any]
     uses_store: bool = True
+    computes: bool = True
 
 
 COMMANDS: dict[str, Command] = {
     "train": Command(train.HELP, train.add_arguments, train.run),
     "forecast": Command(forecast.HELP, forecast.add_arguments, forecast.run),
     "evaluate": Command(evaluate.HELP, evaluate.add_arguments, evaluate.run),
-    "status": Command(status.HELP, status.add_arguments, status.run),
-    "alias": Command(alias.HELP, alias.add_arguments, alias.run, uses_store=False),
+    "status": Command(status.HELP, status.add_arguments, status.run, computes=False),
+    "alias": Command(alias.HELP, alias.add_arguments, alias.run, uses_store=False, computes=False),
     "optimize": Command(optimize.HELP, optimize.add_arguments, optimize.run),
     "backtest": Command(backtest.HELP, backtest.add_arguments, backtest.run),
     "quantize": Command(quantize.HELP, quantize.add_arguments, quantize.run),
@@ -110,12 +112,13 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0 ok, 1 failed, 2 bad usage).
 
-    Run as the ``ntjax`` program (``argv`` None), it first relaunches itself with huge pages
-    for XLA:CPU's buffers where they are usable and not yet on (``ntjax.hugepages``)."""
-    if argv is None:
-        hugepages.relaunch()
+    Run as the ``ntjax`` program (``argv`` None), a command that computes first relaunches the
+    program with huge pages for XLA:CPU's buffers where they are usable and not yet on
+    (``ntjax.hugepages``)."""
     try:
         args = build_parser().parse_args(argv)
+        if argv is None and COMMANDS[args.command].computes:
+            hugepages.relaunch()
         args.argv = list(sys.argv[1:] if argv is None else argv)  # to start a child with
         result = COMMANDS[args.command].run(args)
     except UsageError as exc:
