@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntjax.config import DeepARConfig, GRUConfig, LSTMAttentionConfig, TCNConfig
-from ntjax.models import deepar, dummy_inputs, recurrent, spec_for, tcn
+from ntjax.config import DeepARConfig, GRUConfig, LSTMAttentionConfig, TCNConfig, TransformerConfig
+from ntjax.models import deepar, dummy_inputs, recurrent, spec_for, tcn, transformer
 from ntjax.models._common import linen_family, monotone_quantiles
 from ntjax.models.dropout import Dropout, dropout_mask
 
@@ -418,6 +418,85 @@ def test_gru_family_keeps_flax_parameters_and_numbers(config, key):
         jax.jit(jax.grad(loss(spec.apply)))(params, inputs),
         jax.jit(jax.grad(loss(reference_apply)))(params, inputs),
     )
+
+
+class FlaxSelfAttention(nn.Module):
+    """flax's attention module on one input (the reference), or ``SelfAttention`` in its
+    place: each inside a parent, as in the encoder layer, so that both draw their initial
+    values from the same paths."""
+
+    heads: int
+    features: int
+    flax_module: bool
+
+    @nn.compact
+    def __call__(self, x):
+        if self.flax_module:
+            attention = nn.MultiHeadDotProductAttention(
+                num_heads=self.heads, qkv_features=self.features
+            )
+            return attention(x, x)
+        name = "MultiHeadDotProductAttention_0"
+        return transformer.SelfAttention(self.heads, self.features, name=name)(x, True)
+
+
+def test_self_attention_is_flax_attention_with_one_qkv_matmul(key):
+    x = jax.random.normal(key, (3, 5, 7, 16))  # two batch axes, 7 tokens, 16 features
+    ours, reference = FlaxSelfAttention(4, 24, False), FlaxSelfAttention(4, 24, True)
+    params = ours.init(key, x)["params"]
+    assert_trees_close(params, reference.init(key, x)["params"])  # names, shapes, values
+    params = randomised(params, key)
+
+    def forward(module):
+        return lambda p, x: module.apply({"params": p}, x)
+
+    assert_trees_close(jax.jit(forward(ours))(params, x), jax.jit(forward(reference))(params, x))
+
+    def gradient(module):
+        return jax.jit(jax.grad(lambda p, x: (forward(module)(p, x) ** 2).sum(), (0, 1)))
+
+    # Sums of squares over 1,680 outputs: compare at the gradients' scale (the key bias's
+    # is zero in exact arithmetic, rounding noise in both).
+    ours_gradient, reference_gradient = gradient(ours)(params, x), gradient(reference)(params, x)
+    scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(reference_gradient))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale),
+        ours_gradient,
+        reference_gradient,
+    )
+
+
+class FlaxEncoderLayer(nn.Module):
+    """The encoder layer as it was built on flax's attention module (records saved before)."""
+
+    d_model: int
+    n_heads: int
+    ffn_size: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x, deterministic):
+        h = nn.LayerNorm()(x)
+        h = nn.MultiHeadDotProductAttention(num_heads=self.n_heads, qkv_features=self.d_model)(h, h)
+        x = x + h
+        h = nn.LayerNorm()(x)
+        h = nn.gelu(nn.Dense(self.ffn_size)(h))
+        return x + nn.Dense(self.d_model)(h)
+
+
+def test_transformer_records_forecast_as_with_flax_attention(key, monkeypatch):
+    config = TransformerConfig(horizon=6, input_size=32, d_model=16, n_heads=4, ffn_size=24)
+    spec = spec_for(config)
+    params = randomised(spec.init(config, key), key, scale=0.2)
+    inputs = {"y": jax.random.normal(key, (5, 32))}
+    forecast = spec.apply(config, params, inputs)
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            transformer, "_EncoderLayer", type("_EncoderLayer", (FlaxEncoderLayer,), {})
+        )
+        assert jax.tree.structure(spec.init(config, key)) == jax.tree.structure(params)
+        before = spec.apply(config, params, inputs)
+    np.testing.assert_allclose(np.asarray(forecast), np.asarray(before), RTOL, ATOL)
 
 
 LSTM_CONFIGS = {
