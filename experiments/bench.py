@@ -13,6 +13,7 @@ K=8 vmapped ensemble training against 8 sequential runs, and the store timings
 (_bench_store.measure_store: warm load, load + first forecast in a new process).
 Expected on the 2-core CPU: ~10,000 windows/s, predict p50 well under 0.5 ms, forecast ~1-2 ms,
 peak RSS < 1 GB. Run time: a few minutes.
+Runs on huge pages like the ``ntjax`` command (``ntjax.hugepages``; ``--no-hugepages``: not).
 machine_before_latency / machine_after_latency give the machine's speed around the latency
 figures (a pure-Python loop, a 512x512 matmul, memory bandwidth): on a shared 2-core VM all of
 them move together by up to 2x, so compare latencies only at similar reference figures.

@@ -22,6 +22,10 @@ a separate environment: ``--nf-python``, default ``$NF_PYTHON`` or ``/tmp/nfvenv
 callbacks in the same blocks, its forecast p50 with ``NeuralForecast.predict`` on the same
 window.
 
+The script relaunches itself with glibc's huge-page tunable, as the ``ntjax`` command does
+(``ntjax.hugepages``), and the neuralforecast subprocess inherits it; ``--no-hugepages`` runs
+both sides without.
+
 Prints a markdown table and one JSON object (``--json PATH`` also writes it). Expected on the
 2-core CPU: every family at least 1.5x neuralforecast's windows/s (TCN and the Transformer 2x,
 the MLP families 10x), one-window forecasts in a few ms against neuralforecast's 15-30 ms. A
