@@ -106,24 +106,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         return 0
     RESULTS.mkdir(exist_ok=True)
-    pl.DataFrame(rows).write_csv(RESULTS / "auto_long_horizon.csv")
+    command = f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget}"
+    rows = [{**row, "options": command} for row in rows]
+    path = RESULTS / "auto_long_horizon.csv"
+    if path.exists():  # cells run before, other than these, stay in the table
+        earlier = pl.read_csv(path).to_dicts()
+        rerun = {(r["dataset"], r["horizon"]) for r in rows}
+        rows = [r for r in earlier if (r["dataset"], r["horizon"]) not in rerun] + rows
+    rows.sort(key=lambda r: (r["dataset"], r["horizon"]))
+    pl.DataFrame(rows).write_csv(path)
     lines = [
         "# Long horizon with the Auto search (NHITS)",
         "",
-        f"Command: `python experiments/auto_long_horizon.py --datasets {args.datasets} "
-        f"--horizons {args.horizons} --trials {args.trials} --timeout {args.timeout:g} "
-        f"--budget {args.budget}`",
+        "Command: `python experiments/auto_long_horizon.py --datasets D --horizons H OPTIONS`, "
+        "one cell or several at a time (each run replaces its cells' rows and keeps the rest); "
+        "OPTIONS per row.",
         "",
         "| dataset | h | MSE | MAE | AutoNHITS MSE | vs AutoNHITS | last value MSE | trials | "
-        "search s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "search s | options |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['mse']:.3f} | {r['mae']:.3f} | "
             f"{r['auto_nhits_mse']:.3f} | {r['mse_vs_auto_nhits']:+.1%} | "
             f"{r['last_value_mse']:.3f} | {r['trials_completed']}/{r['trials_started']} | "
-            f"{r['search_s']:.0f} |"
+            f"{r['search_s']:.0f} | {r.get('options') or 'see the commit'} |"
         )
     (RESULTS / "auto_long_horizon.md").write_text("\n".join(lines) + "\n")
     return 0
