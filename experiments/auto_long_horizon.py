@@ -98,16 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         cells = [("ETTh1", 96)]
         options = {"trials": 1, "timeout": 600, "budget": "quick", "test_rows": 192,
                    "max_steps": 5}  # fmt: skip
-    rows = []
+    command = f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget}"
     for dataset, horizon in cells:
         row = run_cell(dataset, horizon, **options)
-        rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-    if args.smoke:
-        return 0
+        if not args.smoke:  # after every cell, so a long run keeps what it finished
+            write_results([{**row, "options": command}])
+    return 0
+
+
+def write_results(rows: list[dict]) -> None:
+    """Writes ``rows`` into the results table, replacing earlier rows of the same cells."""
     RESULTS.mkdir(exist_ok=True)
-    command = f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget}"
-    rows = [{**row, "options": command} for row in rows]
     path = RESULTS / "auto_long_horizon.csv"
     if path.exists():  # cells run before, other than these, stay in the table
         earlier = pl.read_csv(path).to_dicts()
@@ -134,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['search_s']:.0f} | {r.get('options') or 'see the commit'} |"
         )
     (RESULTS / "auto_long_horizon.md").write_text("\n".join(lines) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
