@@ -18,8 +18,7 @@ a running interpreter: ``relaunch()`` re-executes the running program (``sys.ori
 with the tunable added to ``GLIBC_TUNABLES``. The ``ntjax`` commands that compute do so at
 start, as do the benchmarks in ``experiments/``; a script may call it on its first line, and
 a notebook kernel can be started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in its
-environment.
-``NTJAX_HUGEPAGES=0`` keeps everything as it is.
+environment. ``NTJAX_HUGEPAGES=0`` keeps everything as it is.
 
     import ntjax.hugepages
     ntjax.hugepages.relaunch()  # first line of a script; a no-op where already on or unusable
@@ -86,10 +85,10 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, str] | No
     if environ.get(OPT_OUT, "").strip().lower() in ("0", "false", "no", "off"):
         return None
     tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
-    if TUNABLE in tunables or unusable_reason() is not None:
-        return None
-    # A user's own value of the same tunable wins: keep theirs, add nothing.
+    # Already set, to ours or to the user's own value (theirs wins): nothing to add.
     if any(t.split("=")[0] == TUNABLE.split("=")[0] for t in tunables):
+        return None
+    if unusable_reason() is not None:
         return None
     return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE])}
 
