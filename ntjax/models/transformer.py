@@ -19,7 +19,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.linear import default_kernel_init
 
 from ntjax.config import TransformerConfig
 from ntjax.models._common import Inputs, linen_family, monotone_quantiles
@@ -75,7 +74,8 @@ class _HeadProjection(nn.Module):
 
         def kernel_init(key: jax.Array) -> jax.Array:
             # DenseGeneral initialises the flattened [d_in, heads * head_dim] kernel.
-            return default_kernel_init(key, (d_in, self.heads * self.head_dim)).reshape(shape)
+            flat = (d_in, self.heads * self.head_dim)
+            return nn.initializers.lecun_normal()(key, flat).reshape(shape)
 
         kernel = self.param("kernel", kernel_init)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.heads, self.head_dim))
