@@ -174,6 +174,7 @@ def teacher_config(*, horizon: int, input_size: int, mlp_units: int) -> nt.NHITS
         pool_kernel_sizes=(2, 2, 1),
         freq_downsample=(24, 12, 1),
         window_norm=False,
+        forecast_init="lecun_normal",
     )
 
 

@@ -124,6 +124,7 @@ def model_config(
         pool_kernel_sizes=pool_kernel_sizes or pool,
         freq_downsample=freq_downsample or freq,
         window_norm=False,  # the paper's NHITS reads the scaled series as they are
+        forecast_init="lecun_normal",  # and starts from random forecast layers
     )
 
 

@@ -89,7 +89,9 @@ def run_horizon(frame: pl.DataFrame, horizon: int, max_steps: int) -> list[dict]
     # As measured (before the default recipe): a constant rate, NHITS without window_norm per
     # series and global, then global with it.
     constant = nt.OptimizerConfig(learning_rate=1e-3, schedule="constant")
-    config = nt.NHITSConfig(horizon=horizon, input_size=5 * horizon, window_norm=False)
+    config = nt.NHITSConfig(
+        horizon=horizon, input_size=5 * horizon, window_norm=False, forecast_init="lecun_normal"
+    )
     runs: dict[str, dict] = {}
     for name, season in (("naive", 1), ("seasonal naive (5)", 5)):
         runs[name] = _per_series(

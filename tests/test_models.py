@@ -11,6 +11,7 @@ from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.config import (
+    ConfigError,
     DeepARConfig,
     GRUConfig,
     LSTMAttentionConfig,
@@ -55,6 +56,11 @@ FIT_TRAINING = TrainingConfig(
     max_steps=150, batch_size=32, val_check_steps=50, devices=1, progress=False
 )
 FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-2, schedule="cosine")
+
+
+# Where a family starts at a fixed forecast (NHITS: the last value, through zero forecast
+# layers), its untrained parameters show no wiring: these tests use the random start.
+RANDOM_START = {"nhits": {"forecast_init": "lecun_normal"}}
 
 
 def tiny_config(kind, **fields):
@@ -177,7 +183,7 @@ def test_one_trace_per_jitted_step_and_identical_parameters_from_a_seed(kind, ke
 
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_gradients_are_finite_and_reach_every_layer(kind, key):
-    config = tiny_config(kind)
+    config = tiny_config(kind, **RANDOM_START.get(kind, {}))
     spec = spec_for(config)
     params = spec.init(config, key)
     inputs = random_inputs(config, key, batch=4, scale=1.0)
@@ -285,7 +291,7 @@ def test_future_known_regressor_makes_the_forecast_clearly_better(kind):
 @pytest.mark.parametrize("kind", EXOG_FAMILIES)
 def test_exogenous_inputs_reach_the_forecast(kind, key):
     hist_exog = () if kind == "deepar" else ("h",)
-    config = tiny_config(kind, hist_exog=hist_exog, futr_exog=("f",))
+    config = tiny_config(kind, hist_exog=hist_exog, futr_exog=("f",), **RANDOM_START.get(kind, {}))
     spec = spec_for(config)
     params = spec.init(config, key)
     predict = jax.jit(lambda p, x: spec.predict_quantiles(config, p, x, key=key))
@@ -476,3 +482,20 @@ def test_nhits_window_norm_reads_each_window_in_its_own_units(key):
     base = np.asarray(spec.predict_quantiles(config, params, {"y": y}))
     moved = np.asarray(spec.predict_quantiles(config, params, {"y": 3.0 * y + 100.0}))
     np.testing.assert_allclose(moved, 3.0 * base + 100.0, rtol=1e-4, atol=1e-3)
+
+
+def test_nhits_starts_at_the_last_value_forecast(key):
+    # forecast_init="zeros" (the default): the untrained model forecasts the last value; the
+    # paper's random start does not.
+    y = jax.random.normal(key, (3, INPUT_SIZE))
+    for window_norm in (True, False):
+        config = tiny_config("nhits", window_norm=window_norm, quantiles=(0.5,))
+        spec = spec_for(config)
+        out = np.asarray(spec.predict_quantiles(config, spec.init(config, key), {"y": y}))
+        np.testing.assert_allclose(out[..., 0], np.repeat(y[:, -1:], HORIZON, axis=1), atol=1e-6)
+    random = tiny_config("nhits", quantiles=(0.5,), forecast_init="lecun_normal")
+    spec = spec_for(random)
+    out = np.asarray(spec.predict_quantiles(random, spec.init(random, key), {"y": y}))
+    assert np.abs(out[..., 0] - y[:, -1:]).max() > 1e-2
+    with pytest.raises(ConfigError, match="forecast_init must be one of"):
+        tiny_config("nhits", forecast_init="ones")

@@ -75,7 +75,9 @@ class _Block(nn.Module):
             if cfg.dropout > 0:
                 h = Dropout(cfg.dropout)(h, deterministic=deterministic)
         backcast = None if self.last else nn.Dense(cfg.input_size, name="backcast")(h)
-        coefficients = nn.Dense(self.n_coefficients * n_q, name="forecast")(h)
+        zeros = cfg.forecast_init == "zeros"
+        init = nn.initializers.zeros if zeros else nn.initializers.lecun_normal()
+        coefficients = nn.Dense(self.n_coefficients * n_q, kernel_init=init, name="forecast")(h)
         # [batch, quantile, coefficient]: the interpolation is then one plain matrix product
         # and the blocks' forecasts add up in the layout the last step transposes once.
         coefficients = coefficients.reshape(-1, self.n_coefficients, n_q).transpose(0, 2, 1)

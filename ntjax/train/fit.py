@@ -134,9 +134,7 @@ def fit(
     }
     if has_val:
         metrics["val_loss"] = float(result.best_val[0])
-        metrics["best_step"] = history["step"][
-            int(np.argmin([v if v is not None else math.inf for v in history["val_loss"]]))
-        ]
+        metrics["best_step"] = int(result.best_step[0])
     record = new_record(
         config,
         params,

@@ -70,6 +70,8 @@ class LoopResult:
       state: the final train state.
       best: each member's parameters at its best validation loss (None without validation).
       best_val: ``[n_members]`` best validation loss (inf where none was finite).
+      best_step: ``[n_members]`` step of the best parameters (0: the initial ones, which are
+        scored before the first step so that training keeps them where it never beats them).
       histories: per member ``{"step", "train_loss", "val_loss"}`` at its checks.
       stop_step: ``[n_members]`` step at which each member stopped.
       stopped_early: ``[n_members]`` whether it stopped by early stopping.
@@ -81,6 +83,7 @@ class LoopResult:
     state: TrainState
     best: Any
     best_val: np.ndarray
+    best_step: np.ndarray
     histories: list[dict[str, list]]
     stop_step: np.ndarray
     stopped_early: np.ndarray
@@ -136,6 +139,7 @@ def run(
     book: dict[str, Any] = {
         "done": 0,
         "best_val": [math.inf] * n_members,
+        "best_step": [0] * n_members,
         "bad_checks": [0] * n_members,
         "running": [True] * n_members,
         "stop_step": [training.max_steps] * n_members,
@@ -151,6 +155,7 @@ def run(
             state = engine.place(state)
             best = engine.place(best) if best is not None else None
     best_val = np.asarray(book["best_val"], np.float64)
+    best_step = np.asarray(book.get("best_step", [0] * n_members), np.int64)
     bad_checks = np.asarray(book["bad_checks"], np.int64)
     running = np.asarray(book["running"], bool)
     stop_step = np.asarray(book["stop_step"], np.int64)
@@ -160,6 +165,9 @@ def run(
     ]
     histories, pending = book["histories"], book["pending"]
     start = done = int(book["done"])
+    if has_val and start == 0:  # the initial parameters are a candidate like any check's
+        initial = np.asarray(engine.eval_loss(state.params, data), np.float64)
+        best_val = np.where(np.isfinite(initial), initial, best_val)
     every = training.checkpoint_every if checkpointer is not None else 0
 
     bar = tqdm(
@@ -188,6 +196,7 @@ def run(
                     improved = running & np.isfinite(train_loss) & (val_loss < best_val)
                     best = engine.keep_best(best, state.params, improved)
                     best_val = np.where(improved, val_loss, best_val)
+                    best_step = np.where(improved, done, best_step)
                     bad_checks = np.where(improved, 0, bad_checks + 1)
                 for k in np.flatnonzero(running):
                     if not math.isfinite(train_loss[k]):
@@ -225,6 +234,7 @@ def run(
                 book = {
                     "done": done,
                     "best_val": best_val.tolist(),
+                    "best_step": best_step.tolist(),
                     "bad_checks": bad_checks.tolist(),
                     "running": running.tolist(),
                     "stop_step": stop_step.tolist(),
@@ -241,6 +251,7 @@ def run(
         state=state,
         best=best,
         best_val=best_val,
+        best_step=best_step,
         histories=histories,
         stop_step=stop_step,
         stopped_early=stopped_early,

@@ -171,6 +171,7 @@ class _Run:
     params: Any
     histories: list[dict[str, list]]
     best_val: np.ndarray
+    best_step: np.ndarray
     stop_step: np.ndarray
     stopped_early: np.ndarray
     errors: list[Exception | None]
@@ -252,6 +253,7 @@ def _run(
         params=jax.device_get(final),
         histories=result.histories,
         best_val=result.best_val,
+        best_step=result.best_step,
         stop_step=result.stop_step,
         stopped_early=result.stopped_early,
         errors=result.errors,
@@ -302,7 +304,7 @@ def fit_population(
         }
         if has_val and history["val_loss"]:
             metrics["val_loss"] = float(run.best_val[k])
-            metrics["best_step"] = history["step"][int(np.argmin(history["val_loss"]))]
+            metrics["best_step"] = int(run.best_step[k])
         error = run.errors[k]
         member_params = None
         if error is None:
@@ -411,9 +413,7 @@ def fit_ensemble(
     if has_val:
         metrics["val_loss"] = float(np.mean(run.best_val))
         extra["member_val_loss"] = [float(v) for v in run.best_val]
-        extra["member_best_step"] = [
-            h["step"][int(np.argmin(h["val_loss"]))] for h in run.histories
-        ]
+        extra["member_best_step"] = [int(step) for step in run.best_step]
         if config.method == "weighted":
             config = dataclasses.replace(
                 config, weights=tuple(1.0 / max(float(v), 1e-12) for v in run.best_val)
