@@ -71,7 +71,8 @@ class LoopResult:
       best: each member's parameters at its best validation loss (None without validation).
       best_val: ``[n_members]`` best validation loss (inf where none was finite).
       best_step: ``[n_members]`` step of the best parameters (0: the initial ones, which are
-        scored before the first step so that training keeps them where it never beats them).
+        scored before the first step so that a run that never beats them keeps them; early
+        stopping counts patience from the best trained check only, as without them).
       histories: per member ``{"step", "train_loss", "val_loss"}`` at its checks.
       stop_step: ``[n_members]`` step at which each member stopped.
       stopped_early: ``[n_members]`` whether it stopped by early stopping.
@@ -140,6 +141,7 @@ def run(
         "done": 0,
         "best_val": [math.inf] * n_members,
         "best_step": [0] * n_members,
+        "trained_best": [math.inf] * n_members,
         "bad_checks": [0] * n_members,
         "running": [True] * n_members,
         "stop_step": [training.max_steps] * n_members,
@@ -156,6 +158,7 @@ def run(
             best = engine.place(best) if best is not None else None
     best_val = np.asarray(book["best_val"], np.float64)
     best_step = np.asarray(book.get("best_step", [0] * n_members), np.int64)
+    trained_best = np.asarray(book.get("trained_best", book["best_val"]), np.float64)
     bad_checks = np.asarray(book["bad_checks"], np.int64)
     running = np.asarray(book["running"], bool)
     stop_step = np.asarray(book["stop_step"], np.int64)
@@ -193,11 +196,14 @@ def run(
                 pending = [[] for _ in range(n_members)]
                 val_loss = np.asarray(engine.eval_loss(state.params, data)) if has_val else None
                 if has_val:
-                    improved = running & np.isfinite(train_loss) & (val_loss < best_val)
+                    valid = running & np.isfinite(train_loss)
+                    improved = valid & (val_loss < best_val)  # the best parameters so far
                     best = engine.keep_best(best, state.params, improved)
                     best_val = np.where(improved, val_loss, best_val)
                     best_step = np.where(improved, done, best_step)
-                    bad_checks = np.where(improved, 0, bad_checks + 1)
+                    progressed = valid & (val_loss < trained_best)  # patience: trained checks
+                    trained_best = np.where(progressed, val_loss, trained_best)
+                    bad_checks = np.where(progressed, 0, bad_checks + 1)
                 for k in np.flatnonzero(running):
                     if not math.isfinite(train_loss[k]):
                         errors[k] = FloatingPointError(
@@ -235,6 +241,7 @@ def run(
                     "done": done,
                     "best_val": best_val.tolist(),
                     "best_step": best_step.tolist(),
+                    "trained_best": trained_best.tolist(),
                     "bad_checks": bad_checks.tolist(),
                     "running": running.tolist(),
                     "stop_step": stop_step.tolist(),
