@@ -5,7 +5,7 @@ Command (from the repository root; needs ../shared/data)::
 
     nice -n 15 python experiments/auto_long_horizon.py [--datasets ETTh1,ETTm1,ETTm2,exchange_rate]
         [--horizons 96,192,336,720] [--trials 20] [--timeout 3600] [--budget default|quick]
-        [--smoke]
+        [--forecast-init zeros|lecun_normal] [--smoke]
 
 Protocol: the splits and scaling of ``experiments/ett_long_horizon.py`` (every column a series,
 scaled with its training rows' mean and standard deviation; Informer splits). The search sees
@@ -45,13 +45,15 @@ RESULTS = ROOT / "experiments" / "results"
 
 
 def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget: str,
-             test_rows: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
+             forecast_init: str = "zeros", test_rows: int | None = None,
+             max_steps: int | None = None) -> dict:  # fmt: skip
     wide = read_benchmark_csv(SHARED / f"{dataset}.csv")
     split = published_split(dataset, wide.height)
     frame = long_horizon_frame(wide, time_col="date", split=split)
     train_val = drop_last(frame, split.test)
     space = nt.auto_space("nhits", horizon, budget=budget)
     space["model.quantiles"] = [0.5]  # the protocol's point forecast (MAE loss)
+    space["model.forecast_init"] = forecast_init
     if max_steps is not None:
         space["training.max_steps"] = max_steps
     started = time.perf_counter()
@@ -87,18 +89,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per cell, seconds")
     parser.add_argument("--budget", choices=("default", "quick"), default="default")
+    parser.add_argument(
+        "--forecast-init",
+        choices=("zeros", "lecun_normal"),
+        default="zeros",
+        help="NHITS's forecast-layer start (lecun_normal: the rows measured before zeros)",
+    )
     parser.add_argument("--smoke", action="store_true", help="one tiny cell, no files written")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         print(f"needs {SHARED}", file=sys.stderr)
         return 1
     cells = [(d, int(h)) for d in args.datasets.split(",") for h in args.horizons.split(",")]
-    options = {"trials": args.trials, "timeout": args.timeout, "budget": args.budget}
+    options = {
+        "trials": args.trials,
+        "timeout": args.timeout,
+        "budget": args.budget,
+        "forecast_init": args.forecast_init,
+    }
     if args.smoke:
         cells = [("ETTh1", 96)]
         options = {"trials": 1, "timeout": 600, "budget": "quick", "test_rows": 192,
                    "max_steps": 5}  # fmt: skip
-    command = f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget}"
+    command = (
+        f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget} "
+        f"--forecast-init {args.forecast_init}"
+    )
     for dataset, horizon in cells:
         row = run_cell(dataset, horizon, **options)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})

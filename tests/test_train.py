@@ -1,4 +1,3 @@
-import dataclasses
 import importlib
 
 import chex
@@ -211,31 +210,3 @@ def test_the_default_recipe_is_resolved_and_recorded(sines, tmp_path):
 def test_the_automatic_validation_tail_fits_the_data(length, expected):
     assert resolve_training(nt.TrainingConfig(), TINY, length).val_size == expected
     assert resolve_training(nt.TrainingConfig(val_size=7), TINY, 10).val_size == 7
-
-
-def test_training_keeps_its_start_where_it_never_beats_it():
-    # A seasonal history that turns flat for the validation tail: the initial NHITS (forecast
-    # layers at zero: the last-value forecast) is exact there, so no step can beat it and the
-    # record keeps the initial parameters, scored before the first step.
-    t = np.arange(160)
-    y = np.where(t < 136, np.sin(2 * np.pi * t / 12), np.sin(2 * np.pi * 135 / 12))
-    frame = pl.DataFrame({"unique_id": "a", "ds": t, "y": y})
-    record = nt.train(
-        frame,
-        dataclasses.replace(TINY, quantiles=(0.5,)),
-        _training(
-            max_steps=100,
-            val_size=24,
-            val_check_steps=10,
-            early_stopping_patience=3,
-            calibration=None,
-        ),
-        nt.OptimizerConfig(learning_rate=1e-2),
-    )
-    assert record.metrics["best_step"] == 0 and record.metrics["val_loss"] == pytest.approx(0)
-    # Patience counts from the trained checks only: the first check, then three without
-    # progress at least.
-    assert record.metrics["steps"] >= 40
-    for path, leaf in jax.tree_util.tree_leaves_with_path(record.params):
-        if "forecast" in jax.tree_util.keystr(path):
-            assert not np.asarray(leaf).any()

@@ -70,9 +70,7 @@ class LoopResult:
       state: the final train state.
       best: each member's parameters at its best validation loss (None without validation).
       best_val: ``[n_members]`` best validation loss (inf where none was finite).
-      best_step: ``[n_members]`` step of the best parameters (0: the initial ones, which are
-        scored before the first step so that a run that never beats them keeps them; early
-        stopping counts patience from the best trained check only, as without them).
+      best_step: ``[n_members]`` step of the check whose parameters are ``best``.
       histories: per member ``{"step", "train_loss", "val_loss"}`` at its checks.
       stop_step: ``[n_members]`` step at which each member stopped.
       stopped_early: ``[n_members]`` whether it stopped by early stopping.
@@ -98,6 +96,12 @@ def chunk_end(done: int, max_steps: int, *every: int) -> int:
     of ``every`` (validation checks, checkpoints; 0 means never) or ``max_steps``."""
     ends = [max_steps] + [(done // n + 1) * n for n in every if n]
     return min(ends)
+
+
+def _argmin_step(history: dict[str, list]) -> int:
+    """The step of a history's lowest validation loss (0 before any check)."""
+    losses = [math.inf if v is None else v for v in history["val_loss"]]
+    return history["step"][int(np.argmin(losses))] if losses else 0
 
 
 class _RestoredError(RuntimeError):
@@ -141,7 +145,6 @@ def run(
         "done": 0,
         "best_val": [math.inf] * n_members,
         "best_step": [0] * n_members,
-        "trained_best": [math.inf] * n_members,
         "bad_checks": [0] * n_members,
         "running": [True] * n_members,
         "stop_step": [training.max_steps] * n_members,
@@ -157,8 +160,9 @@ def run(
             state = engine.place(state)
             best = engine.place(best) if best is not None else None
     best_val = np.asarray(book["best_val"], np.float64)
-    best_step = np.asarray(book.get("best_step", [0] * n_members), np.int64)
-    trained_best = np.asarray(book.get("trained_best", book["best_val"]), np.float64)
+    if "best_step" not in book:  # a checkpoint from before best_step was kept
+        book["best_step"] = [_argmin_step(h) for h in book["histories"]]
+    best_step = np.asarray(book["best_step"], np.int64)
     bad_checks = np.asarray(book["bad_checks"], np.int64)
     running = np.asarray(book["running"], bool)
     stop_step = np.asarray(book["stop_step"], np.int64)
@@ -168,9 +172,6 @@ def run(
     ]
     histories, pending = book["histories"], book["pending"]
     start = done = int(book["done"])
-    if has_val and start == 0:  # the initial parameters are a candidate like any check's
-        initial = np.asarray(engine.eval_loss(state.params, data), np.float64)
-        best_val = np.where(np.isfinite(initial), initial, best_val)
     every = training.checkpoint_every if checkpointer is not None else 0
 
     bar = tqdm(
@@ -196,14 +197,11 @@ def run(
                 pending = [[] for _ in range(n_members)]
                 val_loss = np.asarray(engine.eval_loss(state.params, data)) if has_val else None
                 if has_val:
-                    valid = running & np.isfinite(train_loss)
-                    improved = valid & (val_loss < best_val)  # the best parameters so far
+                    improved = running & np.isfinite(train_loss) & (val_loss < best_val)
                     best = engine.keep_best(best, state.params, improved)
                     best_val = np.where(improved, val_loss, best_val)
                     best_step = np.where(improved, done, best_step)
-                    progressed = valid & (val_loss < trained_best)  # patience: trained checks
-                    trained_best = np.where(progressed, val_loss, trained_best)
-                    bad_checks = np.where(progressed, 0, bad_checks + 1)
+                    bad_checks = np.where(improved, 0, bad_checks + 1)
                 for k in np.flatnonzero(running):
                     if not math.isfinite(train_loss[k]):
                         errors[k] = FloatingPointError(
@@ -241,7 +239,6 @@ def run(
                     "done": done,
                     "best_val": best_val.tolist(),
                     "best_step": best_step.tolist(),
-                    "trained_best": trained_best.tolist(),
                     "bad_checks": bad_checks.tolist(),
                     "running": running.tolist(),
                     "stop_step": stop_step.tolist(),
