@@ -5,7 +5,7 @@ Command (from the repository root; needs ../shared/data)::
 
     nice -n 15 python experiments/auto_long_horizon.py [--datasets ETTh1,ETTm1,ETTm2,exchange_rate]
         [--horizons 96,192,336,720] [--trials 20] [--timeout 3600] [--budget default|quick]
-        [--forecast-init zeros|lecun_normal] [--smoke]
+        [--forecast-init zeros|lecun_normal] [--first-trial defaults|none] [--smoke]
 
 Protocol: the splits and scaling of ``experiments/ett_long_horizon.py`` (every column a series,
 scaled with its training rows' mean and standard deviation; Informer splits). The search sees
@@ -13,7 +13,8 @@ the training and validation rows only: each trial trains on them without the val
 and is scored (MSE) by rolling forecasts every horizon over the validation rows
 (``valid_size`` = the split's validation rows); the best point is refit on training and
 validation rows and scored once on every test window (stride 1), MSE and MAE on the scaled
-data. Budget per cell: ``--trials`` trials (TPE, seed 0) within ``--timeout`` seconds.
+data. Budget per cell: ``--trials`` trials (TPE, seed 0) within ``--timeout`` seconds, the
+first at the library's defaults (``nt.auto_start``; ``--first-trial none``: all sampled).
 
 Reported per cell: test MSE/MAE, neuralforecast's AutoNHITS MSE/MAE (its
 experiments/long_horizon README; 20 trials; no exchange_rate row), the last-value baseline,
@@ -45,8 +46,8 @@ RESULTS = ROOT / "experiments" / "results"
 
 
 def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget: str,
-             forecast_init: str = "zeros", test_rows: int | None = None,
-             max_steps: int | None = None) -> dict:  # fmt: skip
+             forecast_init: str = "zeros", first_trial: str = "defaults",
+             test_rows: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
     wide = read_benchmark_csv(SHARED / f"{dataset}.csv")
     split = published_split(dataset, wide.height)
     frame = long_horizon_frame(wide, time_col="date", split=split)
@@ -56,10 +57,17 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
     space["model.forecast_init"] = forecast_init
     if max_steps is not None:
         space["training.max_steps"] = max_steps
+    firsts = []
+    if first_trial == "defaults":
+        start = nt.auto_start("nhits", horizon, budget=budget)
+        firsts = [
+            {k: v for k, v in start.items() if k != "training.max_steps" or max_steps is None}
+        ]
     started = time.perf_counter()
     result = nt.optimize(
-        train_val, space, n_trials=trials, timeout=timeout, metric="mse", valid_size=split.val
-    )
+        train_val, space, n_trials=trials, timeout=timeout, metric="mse", valid_size=split.val,
+        first_trials=firsts,
+    )  # fmt: skip
     search_s = time.perf_counter() - started
     test_size = split.test if test_rows is None else test_rows
     test = nt.evaluate(result.best, frame, test_size=test_size, step_size=1, levels=())
@@ -95,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         default="zeros",
         help="NHITS's forecast-layer start (lecun_normal: the rows measured before zeros)",
     )
+    parser.add_argument(
+        "--first-trial",
+        choices=("defaults", "none"),
+        default="defaults",
+        help="the first trial at the library's defaults (nt.auto_start), or none",
+    )
     parser.add_argument("--smoke", action="store_true", help="one tiny cell, no files written")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
@@ -106,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeout": args.timeout,
         "budget": args.budget,
         "forecast_init": args.forecast_init,
+        "first_trial": args.first_trial,
     }
     if args.smoke:
         cells = [("ETTh1", 96)]
@@ -113,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                    "max_steps": 5}  # fmt: skip
     command = (
         f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget} "
-        f"--forecast-init {args.forecast_init}"
+        f"--forecast-init {args.forecast_init} --first-trial {args.first_trial}"
     )
     for dataset, horizon in cells:
         row = run_cell(dataset, horizon, **options)

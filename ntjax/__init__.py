@@ -47,7 +47,7 @@ _SOURCES: dict[str, str] = {
         ("RetrainDecision", "RetrainPolicy", "distill", "finetune", "quantize", "retrain"),
         "ntjax.lifecycle",
     ),
-    **dict.fromkeys(("OptimizeResult", "auto_space", "optimize"), "ntjax.optimize"),
+    **dict.fromkeys(("OptimizeResult", "auto_space", "auto_start", "optimize"), "ntjax.optimize"),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
     ),
@@ -94,6 +94,7 @@ __all__ = [
     "TrainingConfig",
     "__version__",
     "auto_space",
+    "auto_start",
     "data",
     "coverage_table",
     "evaluate",

@@ -11,7 +11,7 @@ from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.optimize import parse_space
-from ntjax.optimize.auto import auto_space
+from ntjax.optimize.auto import auto_space, auto_start
 
 FAMILIES = ("nhits", "nbeats", "lstm_attention", "gru", "tcn", "deepar", "transformer")
 
@@ -58,6 +58,33 @@ def test_bad_auto_requests_get_one_sentence():
         auto_space("nhits", 0)
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         nt.optimize(sine_frame(), auto_space("nhits", 4), timeout=0)
+
+
+@pytest.mark.parametrize("budget", ["default", "quick"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_start_is_a_point_of_every_auto_space(family, budget):
+    dimensions = parse_space(auto_space(family, 96, budget=budget))
+    start = auto_start(family, 96, budget=budget)
+    assert set(start) == {name for name, d in dimensions.items() if d.varies}
+    for name, value in start.items():
+        assert dimensions[name].match(value) == value
+
+
+def test_auto_start_is_the_library_defaults_where_the_space_has_them():
+    assert auto_start("nhits", 96) == {
+        "model.input_size": 480,
+        "optimizer.learning_rate": 1e-3,
+        "training.max_steps": 1000,
+        "training.seed": 1,  # the space's seeds start at 1
+        "model.pool_kernel_sizes": [2, 2, 1],
+        "model.freq_downsample": [1, 1, 1],  # nearest the default (4, 2, 1) on a log scale
+        "model.window_norm": True,
+        "training.scaler": "standard",
+        "training.batch_size": 256,
+    }
+    quick = auto_start("nhits", 96, budget="quick")
+    assert quick["training.max_steps"] == 150 and quick["training.batch_size"] == 128
+    assert auto_start("deepar", 24)["training.scaler"] == "robust"  # no standard in its space
 
 
 def _timed_space(max_steps):
@@ -109,8 +136,38 @@ def test_cli_optimize_auto_runs_the_family_space(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert set(result["best_params"]) >= {"model.input_size", "model.freq_downsample"}
+    start = auto_start("nhits", 4, budget="quick")  # the one trial is the defaults' point
+    assert {k: result["best_params"][k] for k in start} == start
     both = subprocess.run(
         [sys.executable, "-m", "ntjax.cli", *argv, "--space", str(data)],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert both.returncode == 1 and "--auto and --space" in both.stderr
+
+
+def test_first_trials_run_first_and_a_continued_study_keeps_them_once(tmp_path):
+    df = sine_frame(n_series=1, length=120)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = {"optimizer.learning_rate": 0.005}
+    options = {"method": "random", "refit": False, "storage": storage, "study_name": "s"}
+    result = nt.optimize(df, _timed_space(5), n_trials=2, first_trials=[first], **options)
+    rates = [p["optimizer.learning_rate"] for p in result.trials["params"].to_list()]
+    assert rates[0] == 0.005 and rates[1] != 0.005
+    again = nt.optimize(df, _timed_space(5), n_trials=1, first_trials=[first], **options)
+    rates = [p["optimizer.learning_rate"] for p in again.trials["params"].to_list()]
+    assert len(rates) == 3 and rates.count(0.005) == 1
+
+
+def test_first_trials_outside_the_space_get_one_sentence():
+    df, space = sine_frame(), _timed_space(5)
+    with pytest.raises(ValueError, match="'model.n_blocks', which is not a key of the search"):
+        nt.optimize(df, space, first_trials=[{"model.n_blocks": [1, 1, 1]}])
+    with pytest.raises(ValueError, match=r"'optimizer.learning_rate' = 0.5 is not in the search"):
+        nt.optimize(df, space, first_trials=[{"optimizer.learning_rate": 0.5}])
+    with pytest.raises(ValueError, match="'model.input_size' = 32 is not in the search space"):
+        nt.optimize(df, space, first_trials=[{"model.input_size": 32}])
+    with pytest.raises(ValueError, match="must be a list of points"):
+        nt.optimize(df, space, first_trials={"optimizer.learning_rate": 1e-3})
+    grid = space | {"optimizer.learning_rate": {"choice": [1e-3, 1e-2]}}
+    with pytest.raises(ValueError, match="no use in a grid search"):
+        nt.optimize(df, grid, method="grid", first_trials=[{"optimizer.learning_rate": 1e-3}])

@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const="default",
         choices=("default", "quick"),
-        help="the family's Auto space (nt.auto_space) for --horizon instead of --space; "
-        "optionally its budget: default (neuralforecast's Auto* ranges) or quick",
+        help="the family's Auto space (nt.auto_space) for --horizon instead of --space, its "
+        "first trial at the library's defaults (nt.auto_start); optionally its budget: "
+        "default (neuralforecast's Auto* ranges) or quick",
     )
     parser.add_argument("--timeout", type=float, help="time budget of the trials in seconds")
     parser.add_argument("--horizon", type=int, default=24, help="horizon of the default space")
@@ -67,6 +68,7 @@ def optimize_command(
     """
     from ntjax.optimize import (
         auto_space,
+        auto_start,
         default_space,
         default_storage,
         optimize,
@@ -76,8 +78,10 @@ def optimize_command(
     auto = getattr(args, "auto", None)  # callers building their own namespace may omit it
     if auto is not None and args.space is not None:
         raise ValueError("--auto and --space are two ways to give the space; pass one.")
+    first_trials = []
     if auto is not None:
         space = auto_space(args.model or "nhits", args.horizon, budget=auto)
+        first_trials = [auto_start(args.model or "nhits", args.horizon, budget=auto)]
     elif args.space is not None:
         space = json.loads(Path(args.space).read_text())
         if not isinstance(space, dict):
@@ -98,6 +102,7 @@ def optimize_command(
         "cv_windows": args.cv_windows,
         "population": args.population,
         "timeout": getattr(args, "timeout", None),
+        "first_trials": first_trials,
     }
     if args.workers > 1:
         result = optimize_workers(frame, space, workers=args.workers, **options)

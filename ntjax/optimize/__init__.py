@@ -20,7 +20,7 @@ storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work
 and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
 """
 
-from ntjax.optimize.auto import BUDGETS, auto_space
+from ntjax.optimize.auto import BUDGETS, auto_space, auto_start
 from ntjax.optimize.space import (
     Dimension,
     configs_from_params,
@@ -51,6 +51,7 @@ __all__ = [
     "Dimension",
     "OptimizeResult",
     "auto_space",
+    "auto_start",
     "close_study",
     "configs_from_params",
     "default_space",

@@ -15,13 +15,20 @@ ntjax's evidence or cost says so:
 
 ``budget="quick"`` keeps the same keys at a tenth of the steps and smaller widths (a smoke
 search on a laptop); ``"default"`` follows neuralforecast.
+
+``nt.auto_start`` is the point of a space nearest the library's defaults; given to
+``nt.optimize(..., first_trials=[...])`` (``ntjax optimize --auto`` does) it is the search's
+first trial, so that the search picks the defaults whenever no sampled point beats them on
+validation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ntjax.models import CONFIGS
+from ntjax.optimize.space import SECTIONS, parse_space
 
 BUDGETS = ("default", "quick")
 
@@ -129,4 +136,37 @@ def auto_space(family: str, horizon: int, *, budget: str = "default") -> dict[st
     return space
 
 
-__all__ = ["BUDGETS", "auto_space"]
+def auto_start(family: str, horizon: int, *, budget: str = "default") -> dict[str, Any]:
+    """The point of ``auto_space(family, horizon, budget=budget)`` nearest the library's
+    defaults: each varying key at its config field's default, or the nearest value the space
+    has (numbers compared on a log scale, lists element by element), and the input size at
+    the space's longest (NHITS and N-BEATS: five horizons, as in their papers).
+
+    For NHITS at h96 that is input 480, learning rate 1e-3, 1,000 steps, 256 windows per step,
+    the standard scaler, window-local normalisation, pooling ``[2, 2, 1]``, and no
+    downsampling (``[1, 1, 1]``: the space's sets nearest the default ``(4, 2, 1)``).
+
+    Example::
+
+        result = nt.optimize(df, nt.auto_space("nhits", 96), n_trials=20,
+                             first_trials=[nt.auto_start("nhits", 96)])
+
+    Raises:
+      ValueError: as ``auto_space``.
+    """
+    dimensions = parse_space(auto_space(family, horizon, budget=budget))
+    start: dict[str, Any] = {}
+    for name, dimension in dimensions.items():
+        if not dimension.varies:
+            continue
+        if name == "model.input_size":
+            start[name] = max(dimension.choices)
+            continue
+        section, _, field = name.partition(".")
+        cls = CONFIGS[family] if section == "model" else SECTIONS[section]
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == field)
+        start[name] = dimension.nearest(default)
+    return start
+
+
+__all__ = ["BUDGETS", "auto_space", "auto_start"]

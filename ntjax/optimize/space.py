@@ -100,6 +100,55 @@ class Dimension:
     def decode(self, value: Any) -> Any:
         return json.loads(value) if self._json_choices else value
 
+    def match(self, value: Any) -> Any:
+        """This dimension's own form of ``value``: the equal choice, the range's number.
+
+        Raises:
+          ValueError: ``value`` is not one of this dimension's values.
+        """
+        if not self.varies:
+            if _plain(value) == _plain(self.value):
+                return self.value
+        elif self.choices is not None:
+            for choice in self.choices:
+                if _plain(choice) == _plain(value):
+                    return choice
+        elif (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and self.low <= value <= self.high
+            and (not self.is_int or value == int(value))
+            and (self.step is None or _on_step(value, self.low, self.step))
+        ):
+            return int(value) if self.is_int else float(value)
+        raise ValueError(
+            f"{self.name!r} = {value!r} is not in the search space ({self.describe()})."
+        )
+
+    def nearest(self, value: Any) -> Any:
+        """The value of this dimension nearest ``value``: the closest choice (numbers compared
+        on a log scale, lists element by element; the first choice where none compares), or
+        ``value`` clipped into the range and rounded onto its step."""
+        if not self.varies:
+            return self.value
+        if self.choices is not None:
+            return min(self.choices, key=lambda choice: _distance(value, choice))
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            value = self.low
+        value = min(max(value, self.low), self.high)
+        if self.step is not None:
+            value = min(self.low + round((value - self.low) / self.step) * self.step, self.high)
+        return int(round(value)) if self.is_int else float(value)
+
+    def describe(self) -> str:
+        """The dimension in words, for error messages."""
+        if self.choices is not None:
+            return f"one of {list(self.choices)}"
+        if self.low is not None:
+            step = f" in steps of {self.step}" if self.step is not None else ""
+            return f"from {self.low} to {self.high}{step}"
+        return f"fixed at {self.value!r}"
+
     def suggest(self, trial: optuna.Trial, *, grid: bool) -> Any:
         """The trial's value of this dimension (decoded)."""
         if not self.varies:
@@ -111,6 +160,32 @@ class Dimension:
                 self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
             )
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, so that a config's tuple equals a space's list."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _on_step(value: float, low: float, step: float) -> bool:
+    steps = (value - low) / step
+    return abs(steps - round(steps)) < 1e-9
+
+
+def _distance(a: Any, b: Any) -> float:
+    """How far apart two values of a dimension are: 0 when equal, numbers on a log scale
+    (absolute where not both positive), lists of one length element by element, else inf."""
+    if _plain(a) == _plain(b):
+        return 0.0
+    if isinstance(a, bool) or isinstance(b, bool):
+        return math.inf
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(math.log(a / b)) if a > 0 and b > 0 else abs(a - b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b):
+        return sum(_distance(x, y) for x, y in zip(a, b, strict=True))
+    return math.inf
 
 
 def _parse_dimension(name: str, spec: Any) -> Dimension:

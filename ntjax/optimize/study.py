@@ -21,7 +21,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -613,6 +613,7 @@ def _setup(
     optimizer: OptimizerConfig | None,
     heartbeat_interval: int | None = None,
     deadline: float | None = None,
+    first_trials: Sequence[Mapping[str, Any]] = (),
 ) -> _Study:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}.")
@@ -632,6 +633,7 @@ def _setup(
     if population is not None and population < 1:
         raise ValueError(f"population must be a positive integer, got {population!r}.")
     dimensions = parse_space(space)
+    firsts = _first_points(dimensions, first_trials, grid=method == "grid")
     sampler = _sampler(method, dimensions, seed)
     study = open_study(
         storage,
@@ -641,6 +643,8 @@ def _setup(
         pruner=_pruner(pruner),
         heartbeat_interval=heartbeat_interval,
     )
+    for point in firsts:  # a continued study that holds the point already skips it
+        study.enqueue_trial(point, skip_if_exists=True)
     return _Study(
         frame=validate(df),
         dimensions=dimensions,
@@ -655,6 +659,43 @@ def _setup(
         study=study,
         deadline=deadline,
     )
+
+
+def _first_points(
+    dimensions: Mapping[str, Dimension], first_trials: Sequence[Mapping[str, Any]], *, grid: bool
+) -> list[dict[str, Any]]:
+    """``first_trials`` checked against the space, in optuna's encoding of each varying key.
+
+    Raises:
+      ValueError: a grid search, a point that is not a mapping, a key the space does not
+        have, or a value outside its dimension.
+    """
+    if isinstance(first_trials, Mapping) or not isinstance(first_trials, Sequence):
+        raise ValueError(
+            f"first_trials must be a list of points (mappings of space keys to values), "
+            f"got {type(first_trials).__name__}."
+        )
+    if first_trials and grid:
+        raise ValueError("first_trials has no use in a grid search, which runs every point once.")
+    points = []
+    for point in first_trials:
+        if not isinstance(point, Mapping):
+            raise ValueError(
+                f"each of first_trials must map space keys to values, got {type(point).__name__}."
+            )
+        encoded = {}
+        for name, value in point.items():
+            if name not in dimensions:
+                raise ValueError(
+                    f"first_trials sets {name!r}, which is not a key of the search space "
+                    f"(keys: {sorted(dimensions)})."
+                )
+            dimension = dimensions[name]
+            own = dimension.match(value)
+            if dimension.varies:
+                encoded[name] = dimension.encode(own)
+        points.append(encoded)
+    return points
 
 
 def _trial_count(setup: _Study, n_trials: int) -> int:
@@ -741,6 +782,7 @@ def optimize(
     refit: bool = True,
     heartbeat_interval: int | None = 10,
     timeout: float | None = None,
+    first_trials: Sequence[Mapping[str, Any]] = (),
 ) -> OptimizeResult:
     """Runs an optuna study over ``space`` and refits the best model.
 
@@ -779,6 +821,10 @@ def optimize(
         after it, and a trial running at the deadline is stopped (pruned) at its next
         validation check, so the search ends within one validation period of the budget; the
         refit of the best trial comes after.
+      first_trials: points tried before the sampler's own, in order, each a mapping of space
+        keys to values inside the space (keys it leaves out are sampled), e.g.
+        ``[nt.auto_start("nhits", 96)]``: the library's defaults as the first trial of an Auto
+        search. A continued study that already holds a point does not run it again.
 
     Several processes or machines may start together on a fresh storage with the same
     ``study_name``: they all join one study (``open_study``).
@@ -813,6 +859,7 @@ def optimize(
         optimizer=optimizer,
         heartbeat_interval=heartbeat_interval if storage is not None else None,
         deadline=deadline,
+        first_trials=first_trials,
     )
     try:
         _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)

@@ -65,6 +65,7 @@ def optimize_workers(
     refit: bool = True,
     heartbeat_interval: int | None = 10,
     timeout: float | None = None,
+    first_trials: Sequence[Mapping[str, Any]] = (),
 ) -> OptimizeResult:
     """Runs one study with ``workers`` processes sharing its storage, then refits the best.
 
@@ -73,7 +74,8 @@ def optimize_workers(
     the data from a Parquet copy and samples with seed ``seed + worker + 1``. Other
     machines can join the same study with ``optimize(..., storage=URL, study_name=NAME)``.
     The other arguments are those of ``optimize`` (``timeout`` is one budget shared by all
-    the workers, counted from this call).
+    the workers, counted from this call; ``first_trials`` are queued once, here, and the
+    first workers to ask take them).
 
     Args:
       workers: number of processes.
@@ -113,7 +115,7 @@ def optimize_workers(
         "heartbeat_interval": heartbeat_interval,
     }
     # The study is created here, once, before the workers start (they join it).
-    setup = _setup(df, space, **_decode_options(options))
+    setup = _setup(df, space, **_decode_options(options), first_trials=first_trials)
     try:
         return _run_workers(setup, space, options, n_trials, workers, refit, ends_at)
     finally:
