@@ -5,7 +5,8 @@ Command (from the repository root; needs ../shared/data)::
 
     nice -n 15 python experiments/auto_long_horizon.py [--datasets ETTh1,ETTm1,ETTm2,exchange_rate]
         [--horizons 96,192,336,720] [--trials 20] [--timeout 3600] [--budget default|quick]
-        [--forecast-init zeros|lecun_normal] [--first-trial defaults|none] [--smoke]
+        [--forecast-init zeros|lecun_normal] [--first-trial defaults|none]
+        [--window-norm choice|on] [--table NAME] [--smoke]
 
 Protocol: the splits and scaling of ``experiments/ett_long_horizon.py`` (every column a series,
 scaled with its training rows' mean and standard deviation; Informer splits). The search sees
@@ -47,7 +48,8 @@ RESULTS = ROOT / "experiments" / "results"
 
 def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget: str,
              forecast_init: str = "zeros", first_trial: str = "defaults",
-             test_rows: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
+             window_norm: str = "choice", test_rows: int | None = None,
+             max_steps: int | None = None) -> dict:  # fmt: skip
     wide = read_benchmark_csv(SHARED / f"{dataset}.csv")
     split = published_split(dataset, wide.height)
     frame = long_horizon_frame(wide, time_col="date", split=split)
@@ -57,12 +59,12 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
     space["model.forecast_init"] = forecast_init
     if max_steps is not None:
         space["training.max_steps"] = max_steps
+    if window_norm == "on":  # the space without the choice of window-local normalisation
+        space["model.window_norm"] = True
     firsts = []
     if first_trial == "defaults":
         start = nt.auto_start("nhits", horizon, budget=budget)
-        firsts = [
-            {k: v for k, v in start.items() if k != "training.max_steps" or max_steps is None}
-        ]
+        firsts = [{k: v for k, v in start.items() if isinstance(space[k], dict)}]  # varying
     started = time.perf_counter()
     result = nt.optimize(
         train_val, space, n_trials=trials, timeout=timeout, metric="mse", valid_size=split.val,
@@ -109,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         default="defaults",
         help="the first trial at the library's defaults (nt.auto_start), or none",
     )
+    parser.add_argument(
+        "--window-norm",
+        choices=("choice", "on"),
+        default="choice",
+        help="NHITS's window-local normalisation: searched (the Auto space) or always on",
+    )
+    parser.add_argument(
+        "--table", default="auto_long_horizon", help="results file name under experiments/results"
+    )
     parser.add_argument("--smoke", action="store_true", help="one tiny cell, no files written")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget": args.budget,
         "forecast_init": args.forecast_init,
         "first_trial": args.first_trial,
+        "window_norm": args.window_norm,
     }
     if args.smoke:
         cells = [("ETTh1", 96)]
@@ -129,19 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"--trials {args.trials} --timeout {args.timeout:g} --budget {args.budget} "
         f"--forecast-init {args.forecast_init} --first-trial {args.first_trial}"
+        + (f" --window-norm {args.window_norm}" if args.window_norm != "choice" else "")
+        + (f" --table {args.table}" if args.table != "auto_long_horizon" else "")
     )
     for dataset, horizon in cells:
         row = run_cell(dataset, horizon, **options)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
         if not args.smoke:  # after every cell, so a long run keeps what it finished
-            write_results([{**row, "options": command}])
+            write_results([{**row, "options": command}], table=args.table)
     return 0
 
 
-def write_results(rows: list[dict]) -> None:
+def write_results(rows: list[dict], table: str = "auto_long_horizon") -> None:
     """Writes ``rows`` into the results table, replacing earlier rows of the same cells."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "auto_long_horizon.csv"
+    path = RESULTS / f"{table}.csv"
     if path.exists():  # cells run before, other than these, stay in the table
         earlier = pl.read_csv(path).to_dicts()
         rerun = {(r["dataset"], r["horizon"]) for r in rows}
@@ -166,7 +180,7 @@ def write_results(rows: list[dict]) -> None:
             f"{r['last_value_mse']:.3f} | {r['trials_completed']}/{r['trials_started']} | "
             f"{r['search_s']:.0f} | {r.get('options') or 'see the commit'} |"
         )
-    (RESULTS / "auto_long_horizon.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{table}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
