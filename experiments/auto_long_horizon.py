@@ -85,6 +85,7 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
         "auto_nhits_mae": nf[1],
         "mse_vs_auto_nhits": test["mse"] / nf[0] - 1,
         "last_value_mse": last["mse"],
+        "val_mse": result.best_score,  # the chosen trial's validation MSE
         "trials_completed": done.height,
         "trials_started": result.trials.height,
         "search_s": search_s,
