@@ -80,8 +80,9 @@ def optimize_command(
         raise ValueError("--auto and --space are two ways to give the space; pass one.")
     first_trials = []
     if auto is not None:
-        space = auto_space(args.model or "nhits", args.horizon, budget=auto)
-        first_trials = [auto_start(args.model or "nhits", args.horizon, budget=auto)]
+        family = args.model or "nhits"
+        space = auto_space(family, args.horizon, budget=auto)
+        first_trials = [auto_start(family, args.horizon, budget=auto)]
     elif args.space is not None:
         space = json.loads(Path(args.space).read_text())
         if not isinstance(space, dict):
