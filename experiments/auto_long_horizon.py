@@ -5,7 +5,7 @@ Command (from the repository root; needs ../shared/data)::
 
     nice -n 15 python experiments/auto_long_horizon.py [--datasets ETTh1,ETTm1,ETTm2,exchange_rate]
         [--horizons 96,192,336,720] [--trials 20] [--timeout 3600] [--budget default|quick]
-        [--forecast-init zeros|lecun_normal] [--first-trial defaults|none]
+        [--forecast-init zeros|lecun_normal] [--first-trial auto|defaults|none]
         [--window-norm choice|on] [--table NAME] [--smoke]
 
 Protocol: the splits and scaling of ``experiments/ett_long_horizon.py`` (every column a series,
@@ -15,11 +15,13 @@ and is scored (MSE) by rolling forecasts every horizon over the validation rows
 (``valid_size`` = the split's validation rows); the best point is refit on training and
 validation rows and scored once on every test window (stride 1), MSE and MAE on the scaled
 data. Budget per cell: ``--trials`` trials (TPE, seed 0) within ``--timeout`` seconds, the
-first at the library's defaults (``nt.auto_start``; ``--first-trial none``: all sampled).
+first two ``nt.auto_first_trials``: the library's defaults, then the last value (the same point
+at 0 steps); ``--first-trial defaults``: the defaults only, ``none``: all sampled.
 
 Reported per cell: test MSE/MAE, neuralforecast's AutoNHITS MSE/MAE (its
 experiments/long_horizon README; 20 trials; no exchange_rate row), the last-value baseline,
-trials completed, search wall time and mean training windows/s of the trials. Writes
+the chosen trial's validation MSE and the last value's on the same validation windows, the
+chosen steps (0: the last value), trials completed and search wall time. Writes
 experiments/results/auto_long_horizon.csv and .md.
 
 Cost on this 2-core CPU: one 1,000-step NHITS trial at h96 on ETTm2 takes about 2-5 minutes,
@@ -47,7 +49,7 @@ RESULTS = ROOT / "experiments" / "results"
 
 
 def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget: str,
-             forecast_init: str = "zeros", first_trial: str = "defaults",
+             forecast_init: str = "zeros", first_trial: str = "auto",
              window_norm: str = "choice", test_rows: int | None = None,
              max_steps: int | None = None) -> dict:  # fmt: skip
     wide = read_benchmark_csv(SHARED / f"{dataset}.csv")
@@ -61,10 +63,12 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
         space["training.max_steps"] = max_steps
     if window_norm == "on":  # the space without the choice of window-local normalisation
         space["model.window_norm"] = True
-    firsts = []
-    if first_trial == "defaults":
-        start = nt.auto_start("nhits", horizon, budget=budget)
-        firsts = [{k: v for k, v in start.items() if isinstance(space[k], dict)}]  # varying
+    firsts = {
+        "auto": nt.auto_first_trials("nhits", horizon, budget=budget),
+        "defaults": [nt.auto_start("nhits", horizon, budget=budget)],
+        "none": [],
+    }[first_trial]
+    firsts = [{k: v for k, v in p.items() if isinstance(space[k], dict)} for p in firsts]  # varying
     started = time.perf_counter()
     result = nt.optimize(
         train_val, space, n_trials=trials, timeout=timeout, metric="mse", valid_size=split.val,
@@ -86,6 +90,8 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
         "mse_vs_auto_nhits": test["mse"] / nf[0] - 1,
         "last_value_mse": last["mse"],
         "val_mse": result.best_score,  # the chosen trial's validation MSE
+        "last_value_val_mse": result.baseline_score,  # on the same validation windows
+        "steps": result.best_params["training.max_steps"],  # 0: the last value
         "trials_completed": done.height,
         "trials_started": result.trials.height,
         "search_s": search_s,
@@ -108,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--first-trial",
-        choices=("defaults", "none"),
-        default="defaults",
-        help="the first trial at the library's defaults (nt.auto_start), or none",
+        choices=("auto", "defaults", "none"),
+        default="auto",
+        help="first trials: the defaults then the last value (nt.auto_first_trials), the "
+        "defaults only (nt.auto_start), or none",
     )
     parser.add_argument(
         "--window-norm",
@@ -170,18 +177,30 @@ def write_results(rows: list[dict], table: str = "auto_long_horizon") -> None:
         "one cell or several at a time (each run replaces its cells' rows and keeps the rest); "
         "OPTIONS per row.",
         "",
-        "| dataset | h | MSE | MAE | AutoNHITS MSE | vs AutoNHITS | last value MSE | trials | "
-        "search s | options |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | h | MSE | MAE | AutoNHITS MSE | vs AutoNHITS | last value MSE | "
+        "val MSE, chosen / last value | steps | trials | search s | options |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['mse']:.3f} | {r['mae']:.3f} | "
             f"{r['auto_nhits_mse']:.3f} | {r['mse_vs_auto_nhits']:+.1%} | "
-            f"{r['last_value_mse']:.3f} | {r['trials_completed']}/{r['trials_started']} | "
+            f"{r['last_value_mse']:.3f} | {_pair(r.get('val_mse'), r.get('last_value_val_mse'))} | "
+            f"{_text(r.get('steps'))} | {r['trials_completed']}/{r['trials_started']} | "
             f"{r['search_s']:.0f} | {r.get('options') or 'see the commit'} |"
         )
     (RESULTS / f"{table}.md").write_text("\n".join(lines) + "\n")
+
+
+def _text(value) -> str:
+    """A cell of an optional column (rows from before the column read "-")."""
+    return "-" if value is None or value != value else str(value)
+
+
+def _pair(chosen, last) -> str:
+    if chosen is None or last is None or chosen != chosen or last != last:
+        return "-"
+    return f"{chosen:.3f} / {last:.3f}"
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ _SOURCES: dict[str, str] = {
         ("RetrainDecision", "RetrainPolicy", "distill", "finetune", "quantize", "retrain"),
         "ntjax.lifecycle",
     ),
-    **dict.fromkeys(("OptimizeResult", "auto_space", "auto_start", "optimize"), "ntjax.optimize"),
+    **dict.fromkeys(
+        ("OptimizeResult", "auto_first_trials", "auto_space", "auto_start", "optimize"),
+        "ntjax.optimize",
+    ),
     **dict.fromkeys(
         ("Member", "Population", "fit_population", "train_seeds", "train"), "ntjax.train"
     ),
@@ -93,6 +96,7 @@ __all__ = [
     "StreamingForecaster",
     "TrainingConfig",
     "__version__",
+    "auto_first_trials",
     "auto_space",
     "auto_start",
     "data",

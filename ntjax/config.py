@@ -181,7 +181,9 @@ class TrainingConfig:
     """How a model is fitted.
 
     Attributes:
-      max_steps: optimisation steps.
+      max_steps: optimisation steps. 0 keeps the model as initialised (no gradient step):
+        with NHITS's zero forecast start and ``window_norm`` that model forecasts each
+        window's last value, the floor an Auto search scores (``nt.auto_first_trials``).
       batch_size: windows sampled per step (split across devices on a data-parallel mesh).
       val_size: steps at the end of each series held out for validation (0: no validation).
         None (the default): five horizons, at most a fifth of the rows the shortest series has
@@ -232,7 +234,7 @@ class TrainingConfig:
     shard_series: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("max_steps", self.max_steps, 1, MAX_STEPS)
+        _check_int("max_steps", self.max_steps, 0, MAX_STEPS)
         if self.calibration is not None and self.calibration not in CALIBRATIONS:
             raise ConfigError(
                 f"calibration must be one of {CALIBRATIONS} or None, got {self.calibration!r}."

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import polars as pl
 import pytest
 from conftest import sine_frame
 
 import ntjax as nt
 from ntjax.optimize import parse_space
-from ntjax.optimize.auto import auto_space, auto_start
+from ntjax.optimize.auto import auto_first_trials, auto_space, auto_start
 
 FAMILIES = ("nhits", "nbeats", "lstm_attention", "gru", "tcn", "deepar", "transformer")
 
@@ -31,7 +33,7 @@ def test_nhits_space_follows_autonhits_and_drops_downsampling_coarser_than_the_h
     space = auto_space("nhits", 24)
     assert space["model.input_size"] == {"choice": [24, 48, 72, 96, 120]}
     assert space["optimizer.learning_rate"] == {"low": 1e-4, "high": 1e-1, "log": True}
-    assert space["training.max_steps"] == {"low": 500, "high": 1500, "step": 100}
+    assert space["training.max_steps"] == {"choice": [0, *range(500, 1600, 100)]}  # 0: the start
     assert space["training.scaler"] == {"choice": ["identity", "robust", "standard"]}
     assert all(max(d) <= 24 for d in space["model.freq_downsample"]["choice"])
     assert [168, 24, 1] in auto_space("nhits", 168)["model.freq_downsample"]["choice"]
@@ -68,6 +70,68 @@ def test_auto_start_is_a_point_of_every_auto_space(family, budget):
     assert set(start) == {name for name, d in dimensions.items() if d.varies}
     for name, value in start.items():
         assert dimensions[name].match(value) == value
+
+
+@pytest.mark.parametrize("budget", ["default", "quick"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_first_trials_are_the_defaults_then_for_nhits_the_last_value(family, budget):
+    dimensions = parse_space(auto_space(family, 96, budget=budget))
+    firsts = auto_first_trials(family, 96, budget=budget)
+    assert firsts[0] == auto_start(family, 96, budget=budget)
+    if family == "nhits":
+        floor = firsts[1]
+        assert floor == firsts[0] | {"training.max_steps": 0, "model.window_norm": True}
+    else:
+        assert len(firsts) == 1
+    for point in firsts:
+        for name, value in point.items():
+            assert dimensions[name].match(value) == value
+
+
+def _steady_tail_frame(length=160, steady=60):
+    """Random walks that stop moving ``steady`` steps before their end: the last value
+    forecasts the tail without error, a trained model cannot do better."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(2):
+        y = 10.0 * (i + 1) + np.cumsum(rng.normal(size=length))
+        y[-steady:] = y[-steady - 1]
+        frames.append(pl.DataFrame({"unique_id": f"w{i}", "ds": np.arange(length), "y": y}))
+    return pl.concat(frames)
+
+
+def test_auto_search_returns_the_last_value_when_nothing_trained_beats_it(caplog):
+    df = _steady_tail_frame()
+    space = auto_space("nhits", 4, budget="quick") | {"training.batch_size": 16}
+    space["model.input_size"] = {"choice": [8, 12]}
+    firsts = [{k: v for k, v in p.items() if k in space and isinstance(space[k], dict)}
+              for p in auto_first_trials("nhits", 4, budget="quick")]  # fmt: skip
+    for point in firsts:
+        point["model.input_size"] = 12
+    firsts[0]["training.max_steps"] = 50
+    with caplog.at_level("WARNING", logger="ntjax.optimize"):
+        result = nt.optimize(
+            df, space, method="random", n_trials=2, metric="mse", valid_size=20,
+            first_trials=firsts,
+        )  # fmt: skip
+    assert result.trials["value"][0] > 0 and result.trials["value"][1] == pytest.approx(0)
+    assert result.best_params["training.max_steps"] == 0
+    assert result.baseline_score == pytest.approx(0) and result.beats_baseline is False
+    assert "does not beat the last value" in caplog.text
+    forecast = nt.forecast(result.best, df)
+    last = df.group_by("unique_id").agg(pl.col("y").last())
+    joined = forecast.join(last, on="unique_id")
+    np.testing.assert_allclose(joined["y_hat"], joined["y"], rtol=1e-5)
+
+
+def test_optimize_reports_the_last_values_score_on_the_same_tail():
+    df = sine_frame(n_series=2, length=160)
+    result = nt.optimize(df, _timed_space(20), method="random", n_trials=1, metric="mae",
+                         valid_size=12, refit=False)  # fmt: skip
+    naive = nt.evaluate_seasonal_naive(df, horizon=4, test_size=12, step_size=4)
+    assert result.baseline_score == pytest.approx(naive["mae"])
+    assert result.beats_baseline == (result.best_score < naive["mae"])
+    assert result.to_dict()["baseline_score"] == result.baseline_score
 
 
 def test_auto_start_is_the_library_defaults_where_the_space_has_them():

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         val_size=args.val_size,
-        val_check_steps=min(100, args.max_steps),
+        val_check_steps=max(1, min(100, args.max_steps)),
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="default",
         choices=("default", "quick"),
         help="the family's Auto space (nt.auto_space) for --horizon instead of --space, its "
-        "first trial at the library's defaults (nt.auto_start); optionally its budget: "
+        "first trials at the library's defaults and, for NHITS, the last value "
+        "(nt.auto_first_trials); optionally its budget: "
         "default (neuralforecast's Auto* ranges) or quick",
     )
     parser.add_argument("--timeout", type=float, help="time budget of the trials in seconds")
@@ -67,8 +68,8 @@ def optimize_command(
     SQLite file.
     """
     from ntjax.optimize import (
+        auto_first_trials,
         auto_space,
-        auto_start,
         default_space,
         default_storage,
         optimize,
@@ -82,7 +83,7 @@ def optimize_command(
     if auto is not None:
         family = args.model or "nhits"
         space = auto_space(family, args.horizon, budget=auto)
-        first_trials = [auto_start(family, args.horizon, budget=auto)]
+        first_trials = auto_first_trials(family, args.horizon, budget=auto)
     elif args.space is not None:
         space = json.loads(Path(args.space).read_text())
         if not isinstance(space, dict):

@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace, *, write: bool = True, rank: int = 0) -> di
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         val_size=args.val_size,
-        val_check_steps=min(50, args.max_steps),
+        val_check_steps=max(1, min(50, args.max_steps)),
         seed=args.seed,
         scaler=args.scaler,
         progress=not args.no_progress,

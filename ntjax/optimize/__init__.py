@@ -20,7 +20,7 @@ storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work
 and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
 """
 
-from ntjax.optimize.auto import BUDGETS, auto_space, auto_start
+from ntjax.optimize.auto import BUDGETS, auto_first_trials, auto_space, auto_start
 from ntjax.optimize.space import (
     Dimension,
     configs_from_params,
@@ -50,6 +50,7 @@ __all__ = [
     "SAMPLERS",
     "Dimension",
     "OptimizeResult",
+    "auto_first_trials",
     "auto_space",
     "auto_start",
     "close_study",

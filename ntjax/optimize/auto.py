@@ -9,6 +9,10 @@ ntjax's evidence or cost says so:
 - NHITS's downsampling sets coarser than the horizon are dropped (a stack that predicts fewer
   than one point), and window-local normalisation is a choice (it helped on ETTh1/ETTm1 and
   exchange rates in the long-horizon study);
+- NHITS's steps are 0 or neuralforecast's 500-1,500: at 0 steps the model is its zero forecast
+  start, which with window-local normalisation forecasts each window's last value, so the
+  search can answer "nothing trained beats the last value" on data close to a random walk
+  (exchange rates: every trained point lost to it out of sample in the long-horizon table);
 - the recurrent families and the TCN see 1-4 horizons of input instead of up to 64 (and the
   "all history" option): on a CPU a 64-horizon recurrence dominates a whole search;
 - ``scaler_type=None`` is ``identity``; DeepAR's ``minmax1`` is ``minmax``.
@@ -16,10 +20,11 @@ ntjax's evidence or cost says so:
 ``budget="quick"`` keeps the same keys at a tenth of the steps and smaller widths (a smoke
 search on a laptop); ``"default"`` follows neuralforecast.
 
-``nt.auto_start`` is the point of a space nearest the library's defaults; given to
-``nt.optimize(..., first_trials=[...])`` (``ntjax optimize --auto`` does) it is the search's
-first trial, so that the search picks the defaults whenever no sampled point beats them on
-validation.
+``nt.auto_start`` is the point of a space nearest the library's defaults, and
+``nt.auto_first_trials`` the points an Auto search tries before the sampler's: the defaults and,
+for NHITS, the last value (the same point at 0 steps). Given to ``nt.optimize(...,
+first_trials=...)`` (``ntjax optimize --auto`` does), the search returns the defaults whenever
+no sampled point beats them on validation, and the last value whenever no trained point does.
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ def auto_space(family: str, horizon: int, *, budget: str = "default") -> dict[st
     if family == "nhits":
         downsample = [d for d in _NHITS_DOWNSAMPLE if max(d) <= horizon] or [[1, 1, 1]]
         space |= _common(horizon, [1, 2, 3, 4, 5], budget, stepped)
+        # 0 steps: the model at its zero start, i.e. the last value (see auto_first_trials)
+        steps = [50, 100, 150] if quick else list(range(500, 1600, 100))
+        space["training.max_steps"] = {"choice": [0, *steps]}
         space |= {
             "model.pool_kernel_sizes": {"choice": _NHITS_POOLS},
             "model.freq_downsample": {"choice": downsample},
@@ -169,4 +177,26 @@ def auto_start(family: str, horizon: int, *, budget: str = "default") -> dict[st
     return start
 
 
-__all__ = ["BUDGETS", "auto_space", "auto_start"]
+def auto_first_trials(family: str, horizon: int, *, budget: str = "default") -> list[dict]:
+    """The points an Auto search tries first, for ``nt.optimize(..., first_trials=...)``:
+    ``auto_start``'s point (the library's defaults), then, for NHITS, the same point at 0 steps
+    with window-local normalisation: the model at its zero forecast start, which forecasts each
+    window's last value. Scored on the same validation tail as every trial, it is the floor the
+    search returns when no trained point beats it.
+
+    Example::
+
+        space = nt.auto_space("nhits", 96)
+        result = nt.optimize(df, space, n_trials=20,
+                             first_trials=nt.auto_first_trials("nhits", 96))
+
+    Raises:
+      ValueError: as ``auto_space``.
+    """
+    start = auto_start(family, horizon, budget=budget)
+    if family != "nhits":
+        return [start]
+    return [start, start | {"training.max_steps": 0, "model.window_norm": True}]
+
+
+__all__ = ["BUDGETS", "auto_first_trials", "auto_space", "auto_start"]

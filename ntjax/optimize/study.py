@@ -39,7 +39,7 @@ from ntjax.config import (
 )
 from ntjax.crossval import cross_validation, drop_last
 from ntjax.data.frame import validate
-from ntjax.evaluate import evaluate
+from ntjax.evaluate import evaluate, evaluate_seasonal_naive
 from ntjax.metrics.forecast import forecast_metrics, naive_scale
 from ntjax.optimize.space import (
     POPULATION_KEYS,
@@ -93,6 +93,10 @@ class OptimizeResult:
       study_name: the optuna study.
       storage: the storage URL (None: in memory).
       metric: the metric optimised.
+      baseline_score: the last value's metric on the same held-out tail and windows as every
+        trial (the naive forecast, ``nt.evaluate_seasonal_naive`` with season 1) at the best
+        trial's horizon: the score a search must beat to have learnt anything. A search whose
+        best does not beat it logs a warning.
     """
 
     best_params: dict[str, Any]
@@ -102,6 +106,14 @@ class OptimizeResult:
     study_name: str
     storage: str | None
     metric: str
+    baseline_score: float | None = None
+
+    @property
+    def beats_baseline(self) -> bool | None:
+        """Whether the best trial scores better than the last value (None: no baseline)."""
+        if self.baseline_score is None or not math.isfinite(self.baseline_score):
+            return None
+        return _beats(self.best_score, self.baseline_score, self.metric)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (the storage URL without its password)."""
@@ -110,6 +122,8 @@ class OptimizeResult:
             "best_params": self.best_params,
             "best_score": self.best_score,
             "metric": self.metric,
+            "baseline_score": self.baseline_score,
+            "beats_baseline": self.beats_baseline,
             "best_model_id": self.best.id if self.best is not None else None,
             "best_metrics": dict(self.best.metrics) if self.best is not None else None,
             "study_name": self.study_name,
@@ -118,6 +132,14 @@ class OptimizeResult:
             "states": {state: count for state, count in states},
             "trials": list(self.trials.iter_rows(named=True)),
         }
+
+
+def _beats(score: float, baseline: float, metric: str) -> bool:
+    """Whether ``score`` is better than ``baseline`` beyond float rounding (a model at the
+    last value scores it up to float32 error)."""
+    if math.isclose(score, baseline, rel_tol=1e-6, abs_tol=1e-12):
+        return False
+    return score < baseline if METRICS[metric] == "minimize" else score > baseline
 
 
 def _redacted(url: str | None) -> str | None:
@@ -308,6 +330,18 @@ class _Study:
         if not math.isfinite(value):
             raise FloatingPointError(f"the {self.metric} of the trial is {value}.")
         return float(value)
+
+    def baseline(self, config: ModelConfig) -> float | None:
+        """The last value's metric on the tail and windows ``score`` uses (None where the
+        series are too short for it)."""
+        holdout, step = self.holdout(config)
+        try:
+            metrics = evaluate_seasonal_naive(
+                self.frame, horizon=config.horizon, test_size=holdout, step_size=step
+            )
+        except ValueError:
+            return None
+        return float(metrics[self.metric])
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -737,6 +771,17 @@ def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResul
         )
     best_trial = study.best_trial
     best_params = setup.decode(best_trial)
+    baseline = setup.baseline(setup.configs(best_params)[0])
+    if baseline is not None and not _beats(best_trial.value, baseline, setup.metric):
+        _log.warning(
+            "study %r: the best trial's %s (%.6g) does not beat the last value's (%.6g) on the "
+            "same held-out tail; nothing the search trained forecasts better than the naive "
+            "forecast there.",
+            study.study_name,
+            setup.metric,
+            best_trial.value,
+            baseline,
+        )
     best = None
     if refit:
         config, training, optimizer = setup.configs(best_params)
@@ -757,6 +802,7 @@ def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResul
         study_name=study.study_name,
         storage=storage,
         metric=setup.metric,
+        baseline_score=baseline,
     )
 
 
