@@ -21,7 +21,10 @@ at 0 steps); ``--first-trial defaults``: the defaults only, ``none``: all sample
 Reported per cell: test MSE/MAE, neuralforecast's AutoNHITS MSE/MAE (its
 experiments/long_horizon README; 20 trials; no exchange_rate row), the last-value baseline,
 the chosen trial's validation MSE and the last value's on the same validation windows, the
-chosen steps (0: the last value), trials completed and search wall time. Writes
+one-sided Diebold-Mariano p-value of the best trained trial against the last value there (the
+search returns the last value unless it is below 0.05, ``nt.optimize``'s
+``baseline_significance``), the chosen steps (0: the last value), trials completed and search
+wall time. Writes
 experiments/results/auto_long_horizon.csv and .md.
 
 Cost on this 2-core CPU: one 1,000-step NHITS trial at h96 on ETTm2 takes about 2-5 minutes,
@@ -91,6 +94,7 @@ def run_cell(dataset: str, horizon: int, *, trials: int, timeout: float, budget:
         "last_value_mse": last["mse"],
         "val_mse": result.best_score,  # the chosen trial's validation MSE
         "last_value_val_mse": result.baseline_score,  # on the same validation windows
+        "dm_p_value": result.baseline_p_value,  # the best trained trial against the last value
         "steps": result.best_params["training.max_steps"],  # 0: the last value
         "trials_completed": done.height,
         "trials_started": result.trials.height,
@@ -178,15 +182,16 @@ def write_results(rows: list[dict], table: str = "auto_long_horizon") -> None:
         "OPTIONS per row.",
         "",
         "| dataset | h | MSE | MAE | AutoNHITS MSE | vs AutoNHITS | last value MSE | "
-        "val MSE, chosen / last value | steps | trials | search s | options |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "val MSE, chosen / last value | DM p | steps | trials | search s | options |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['mse']:.3f} | {r['mae']:.3f} | "
             f"{r['auto_nhits_mse']:.3f} | {r['mse_vs_auto_nhits']:+.1%} | "
             f"{r['last_value_mse']:.3f} | {_pair(r.get('val_mse'), r.get('last_value_val_mse'))} | "
-            f"{_text(r.get('steps'))} | {r['trials_completed']}/{r['trials_started']} | "
+            f"{_p(r.get('dm_p_value'))} | {_text(r.get('steps'))} | "
+            f"{r['trials_completed']}/{r['trials_started']} | "
             f"{r['search_s']:.0f} | {r.get('options') or 'see the commit'} |"
         )
     (RESULTS / f"{table}.md").write_text("\n".join(lines) + "\n")
@@ -195,6 +200,10 @@ def write_results(rows: list[dict], table: str = "auto_long_horizon") -> None:
 def _text(value) -> str:
     """A cell of an optional column (rows from before the column read "-")."""
     return "-" if value is None or value != value else str(value)
+
+
+def _p(value) -> str:
+    return "-" if value is None or value != value else f"{value:.2g}"
 
 
 def _pair(chosen, last) -> str:

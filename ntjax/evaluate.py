@@ -18,7 +18,12 @@ from ntjax.config import ConfigError
 from ntjax.data.frame import validate
 from ntjax.data.scalers import inverse
 from ntjax.data.windows import Panel, channels, pack
-from ntjax.metrics.forecast import forecast_metrics, forecast_metrics_by_horizon, naive_scale
+from ntjax.metrics.forecast import (
+    forecast_metrics,
+    forecast_metrics_by_cutoff,
+    forecast_metrics_by_horizon,
+    naive_scale,
+)
 from ntjax.predict.batch import actuals_at_cutoffs, rolling_cutoffs
 from ntjax.predict.cutoffs import predict_at_cutoffs
 from ntjax.predict.inputs import level_quantiles, quantile_index, scaled_values, supported_levels
@@ -64,7 +69,10 @@ def evaluate(
       allow_in_sample: score targets the model was fitted on anyway; the result says so
         (``in_sample`` True). Without it such a test part is refused with one sentence.
       by: None for pooled metrics; ``"horizon"`` for a frame with every metric per forecast
-        step (column ``step``, 1 = the first step after a cutoff).
+        step (column ``step``, 1 = the first step after a cutoff); ``"cutoff"`` for a frame
+        with every metric per forecast origin, pooled over series and steps (columns
+        ``window``, 0-based, and ``cutoff``, the last time before it): the paired losses of
+        a Diebold-Mariano test (``ntjax.metrics.diebold_mariano``).
       key: PRNG key for sampling models (DeepAR); default ``jax.random.key(0)``.
 
     Returns:
@@ -75,8 +83,7 @@ def evaluate(
       the units of ``df``; ``coverage_table`` turns the coverages into a coverage-vs-nominal
       table. With ``by="horizon"`` a polars frame, one row per step.
     """
-    if by not in (None, "horizon"):
-        raise ValueError(f"by must be None or 'horizon', got {by!r}.")
+    _check_by(by)
     config = record.config
     test_size = config.horizon if test_size is None else test_size
     step_size = config.horizon if step_size is None else step_size
@@ -120,10 +127,38 @@ def evaluate(
         "period_start": _stamp(panel, first_cutoff),
         "period_end": _stamp(panel, panel.n_time - 1),
     }
+    return _metrics(y, median, scores, extra, by=by, panel=panel, cutoffs=cutoffs)
+
+
+BY = (None, "horizon", "cutoff")
+
+
+def _check_by(by: str | None) -> None:
+    if by not in BY:
+        raise ValueError(f"by must be None, 'horizon' or 'cutoff', got {by!r}.")
+
+
+def _metrics(
+    y: np.ndarray,
+    y_hat: np.ndarray,
+    scores: dict[str, Any],
+    extra: dict[str, Any],
+    *,
+    by: str | None,
+    panel: Panel,
+    cutoffs: np.ndarray,
+) -> dict[str, Any] | pl.DataFrame:
+    """Pooled metrics, or a frame of them per forecast step or per origin."""
     if by == "horizon":
-        rows = forecast_metrics_by_horizon(y, median, **scores)
+        rows = forecast_metrics_by_horizon(y, y_hat, **scores)
         return pl.DataFrame([{**row, **extra} for row in rows])
-    return {**forecast_metrics(y, median, **scores), **extra}
+    if by == "cutoff":
+        rows = forecast_metrics_by_cutoff(y, y_hat, **scores)
+        stamps = [_stamp(panel, int(c) - 1) for c in cutoffs]
+        return pl.DataFrame(
+            [{**row, "cutoff": stamp, **extra} for row, stamp in zip(rows, stamps, strict=True)]
+        )
+    return {**forecast_metrics(y, y_hat, **scores), **extra}
 
 
 def _stamp(panel: Panel, position: int) -> str | int:
@@ -160,9 +195,12 @@ def evaluate_seasonal_naive(
     season_length: int = 1,
     test_size: int | None = None,
     step_size: int | None = None,
-) -> dict[str, float]:
+    by: str | None = None,
+) -> dict[str, float] | pl.DataFrame:
     """The same rolling-origin protocol for the seasonal-naive forecast
-    ``y_hat[c + h] = y[c - m + (h mod m)]`` (naive for ``m = 1``): the baseline to beat."""
+    ``y_hat[c + h] = y[c - m + (h mod m)]`` (naive for ``m = 1``): the baseline to beat.
+    ``by`` as in ``evaluate`` (None, ``"horizon"`` or ``"cutoff"``)."""
+    _check_by(by)
     test_size = horizon if test_size is None else test_size
     step_size = horizon if step_size is None else step_size
     panel = pack(validate(df))
@@ -180,6 +218,6 @@ def evaluate_seasonal_naive(
         )
         for i, n in enumerate(panel.lengths)
     ]
-    result = forecast_metrics(y, y_hat, mase_scale=mase_scale)
-    result["n_windows"] = int(len(cutoffs) * panel.n_series)
-    return result
+    extra = {"n_windows": int(len(cutoffs) * panel.n_series)}
+    scores = {"mase_scale": mase_scale}
+    return _metrics(y, y_hat, scores, extra, by=by, panel=panel, cutoffs=cutoffs)

@@ -88,40 +88,55 @@ def test_auto_first_trials_are_the_defaults_then_for_nhits_the_last_value(family
             assert dimensions[name].match(value) == value
 
 
-def _steady_tail_frame(length=160, steady=60):
-    """Random walks that stop moving ``steady`` steps before their end: the last value
-    forecasts the tail without error, a trained model cannot do better."""
-    rng = np.random.default_rng(3)
-    frames = []
-    for i in range(2):
-        y = 10.0 * (i + 1) + np.cumsum(rng.normal(size=length))
-        y[-steady:] = y[-steady - 1]
-        frames.append(pl.DataFrame({"unique_id": f"w{i}", "ds": np.arange(length), "y": y}))
-    return pl.concat(frames)
+def _random_walks(n_series=4, length=400, seed=3):
+    """Random walks: nothing beats the last value but by chance."""
+    rng = np.random.default_rng(seed)
+    return pl.concat(
+        pl.DataFrame(
+            {
+                "unique_id": f"w{i}",
+                "ds": np.arange(length),
+                "y": 10.0 * (i + 1) + np.cumsum(rng.normal(size=length)),
+            }
+        )  # fmt: skip
+        for i in range(n_series)
+    )
+
+
+def _auto_search(df, n_trials, **options):
+    """The quick NHITS Auto search at h4 with its first trials (the defaults at 50 steps)."""
+    space = auto_space("nhits", 4, budget="quick") | {"training.batch_size": 16}
+    space["model.input_size"] = {"choice": [8, 12]}
+    firsts = [p | {"model.input_size": 12} for p in auto_first_trials("nhits", 4, budget="quick")]
+    firsts = [{k: v for k, v in p.items() if isinstance(space[k], dict)} for p in firsts]
+    firsts[0]["training.max_steps"] = 50
+    return nt.optimize(
+        df, space, method="random", n_trials=n_trials, metric="mse", valid_size=40,
+        first_trials=firsts, **options,
+    )  # fmt: skip
 
 
 def test_auto_search_returns_the_last_value_when_nothing_trained_beats_it(caplog):
-    df = _steady_tail_frame()
-    space = auto_space("nhits", 4, budget="quick") | {"training.batch_size": 16}
-    space["model.input_size"] = {"choice": [8, 12]}
-    firsts = [{k: v for k, v in p.items() if k in space and isinstance(space[k], dict)}
-              for p in auto_first_trials("nhits", 4, budget="quick")]  # fmt: skip
-    for point in firsts:
-        point["model.input_size"] = 12
-    firsts[0]["training.max_steps"] = 50
-    with caplog.at_level("WARNING", logger="ntjax.optimize"):
-        result = nt.optimize(
-            df, space, method="random", n_trials=2, metric="mse", valid_size=20,
-            first_trials=firsts,
-        )  # fmt: skip
-    assert result.trials["value"][0] > 0 and result.trials["value"][1] == pytest.approx(0)
+    df = _random_walks()
+    with caplog.at_level("INFO", logger="ntjax.optimize"):
+        result = _auto_search(df, 4)
+    naive = nt.evaluate_seasonal_naive(df, horizon=4, test_size=40)
+    assert result.baseline_score == pytest.approx(naive["mse"])
     assert result.best_params["training.max_steps"] == 0
-    assert result.baseline_score == pytest.approx(0) and result.beats_baseline is False
-    assert "does not beat the last value" in caplog.text
+    assert result.best_score == pytest.approx(naive["mse"], rel=1e-5)
+    assert result.beats_baseline is False and 0 < result.baseline_p_value <= 1
+    assert "which forecasts the last value" in caplog.text
     forecast = nt.forecast(result.best, df)
     last = df.group_by("unique_id").agg(pl.col("y").last())
     joined = forecast.join(last, on="unique_id")
     np.testing.assert_allclose(joined["y_hat"], joined["y"], rtol=1e-5)
+
+
+def test_a_trained_point_that_beats_the_last_value_significantly_is_kept():
+    result = _auto_search(sine_frame(n_series=2, length=200, noise=0.1), 2, refit=False)
+    assert result.best_params["training.max_steps"] == 50
+    assert result.beats_baseline is True and result.baseline_p_value < 0.05
+    assert result.best_score < result.baseline_score / 2
 
 
 def test_optimize_reports_the_last_values_score_on_the_same_tail():
@@ -130,8 +145,12 @@ def test_optimize_reports_the_last_values_score_on_the_same_tail():
                          valid_size=12, refit=False)  # fmt: skip
     naive = nt.evaluate_seasonal_naive(df, horizon=4, test_size=12, step_size=4)
     assert result.baseline_score == pytest.approx(naive["mae"])
-    assert result.beats_baseline == (result.best_score < naive["mae"])
-    assert result.to_dict()["baseline_score"] == result.baseline_score
+    assert result.baseline_p_value is not None  # 3 windows: the fewest the test takes
+    summary = result.to_dict()
+    assert summary["baseline_score"] == result.baseline_score
+    assert summary["beats_baseline"] == result.beats_baseline
+    with pytest.raises(ValueError, match="baseline_significance must be None or a number"):
+        nt.optimize(df, _timed_space(20), baseline_significance=1.5)
 
 
 def test_auto_start_is_the_library_defaults_where_the_space_has_them():

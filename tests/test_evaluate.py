@@ -52,6 +52,27 @@ def test_evaluate_equals_metrics_recomputed_from_cross_validation(record, frame)
     assert result["mase"] == pytest.approx(np.mean(per_series), rel=1e-9)
 
 
+def test_metrics_per_cutoff_are_those_of_each_window(record, frame):
+    """by="cutoff": one row per origin, pooling series and steps; with equal points per
+    window their MAE and MSE average to the pooled ones. The same for the seasonal naive."""
+    pooled = nt.evaluate(record, frame, test_size=36, step_size=6, levels=())
+    rows = nt.evaluate(record, frame, test_size=36, step_size=6, levels=(), by="cutoff")
+    cv = cross_validation(record, frame, n_windows=6, levels=())
+    assert rows["window"].to_list() == list(range(6))
+    assert rows["cutoff"].to_list() == sorted(cv["cutoff"].unique().to_list())
+    for k, cutoff in enumerate(sorted(cv["cutoff"].unique())):
+        part = cv.filter(pl.col("cutoff") == cutoff)
+        error = part["y"].to_numpy() - part["y_hat"].to_numpy()
+        assert rows["mse"][k] == pytest.approx(np.mean(error**2), rel=1e-9)
+    assert rows["mae"].mean() == pytest.approx(pooled["mae"], rel=1e-9)
+    naive = nt.evaluate_seasonal_naive(frame, horizon=6, test_size=36, by="cutoff")
+    assert naive.height == 6
+    pooled_naive = nt.evaluate_seasonal_naive(frame, horizon=6, test_size=36)
+    assert naive["mse"].mean() == pytest.approx(pooled_naive["mse"], rel=1e-9)
+    with pytest.raises(ValueError, match="by must be None, 'horizon' or 'cutoff'"):
+        nt.evaluate_seasonal_naive(frame, horizon=6, by="series")
+
+
 def test_stride_one_protocol_counts_every_window(record, frame):
     result = nt.evaluate(record, frame, test_size=20, step_size=1)
     assert result["n_windows"] == 3 * (20 - 6 + 1)

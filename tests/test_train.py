@@ -210,3 +210,17 @@ def test_the_default_recipe_is_resolved_and_recorded(sines, tmp_path):
 def test_the_automatic_validation_tail_fits_the_data(length, expected):
     assert resolve_training(nt.TrainingConfig(), TINY, length).val_size == expected
     assert resolve_training(nt.TrainingConfig(val_size=7), TINY, 10).val_size == 7
+
+
+def test_zero_steps_keep_the_start_and_nhits_forecasts_the_last_value():
+    """max_steps=0: the record holds the model as initialised, its validation loss measured
+    once; NHITS's zero forecast start with window_norm forecasts each window's last value."""
+    df = sine_frame(n_series=2, length=160, noise=0.3)
+    training = nt.TrainingConfig(max_steps=0, batch_size=8, progress=False)
+    record = nt.train(df, TINY_NHITS, training=training)
+    assert record.metrics["steps"] == 0 and record.metrics["best_step"] == 0
+    assert np.isfinite(record.metrics["val_loss"])
+    forecast = nt.forecast(record, df).join(
+        df.group_by("unique_id").agg(pl.col("y").last().alias("last")), on="unique_id"
+    )
+    np.testing.assert_allclose(forecast["y_hat"], forecast["last"], rtol=1e-5)

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=floats, help="interval levels, e.g. 80")
     parser.add_argument("--season-length", type=int, default=1, help="MASE season")
     parser.add_argument(
-        "--by", choices=("horizon",), help="every metric per forecast step (a list of rows)"
+        "--by",
+        choices=("horizon", "cutoff"),
+        help="every metric per forecast step or per forecast origin (a list of rows)",
     )
     add_leakage(parser)
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     metrics = evaluate(record, frame, **options)
     store.record_evaluation(record.id, metrics)
-    if args.by == "horizon":
-        by_horizon = evaluate(record, frame, **options, by="horizon")
-        return {"model_id": record.id, **metrics, "by_horizon": by_horizon.to_dicts()}
+    if args.by is not None:
+        rows = evaluate(record, frame, **options, by=args.by)
+        return {"model_id": record.id, **metrics, f"by_{args.by}": rows.to_dicts()}
     return {"model_id": record.id, **metrics}

@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default (neuralforecast's Auto* ranges) or quick",
     )
     parser.add_argument("--timeout", type=float, help="time budget of the trials in seconds")
+    parser.add_argument(
+        "--baseline-significance",
+        type=lambda text: None if text.lower() == "none" else float(text),
+        default=0.05,
+        help="the best trial must beat the last value on the held-out windows with a "
+        "Diebold-Mariano p-value below this (default 0.05; none: a better mean decides)",
+    )
     parser.add_argument("--horizon", type=int, default=24, help="horizon of the default space")
     parser.add_argument("--max-steps", type=int, default=300, help="steps of the default space")
     parser.add_argument("--metric", choices=_names.METRICS, default="mae")
@@ -105,6 +112,7 @@ def optimize_command(
         "population": args.population,
         "timeout": getattr(args, "timeout", None),
         "first_trials": first_trials,
+        "baseline_significance": getattr(args, "baseline_significance", 0.05),
     }
     if args.workers > 1:
         result = optimize_workers(frame, space, workers=args.workers, **options)

@@ -14,6 +14,7 @@ from ntjax.metrics.comparison import diebold_mariano, page_hinkley
 from ntjax.metrics.forecast import (
     coverage,
     forecast_metrics,
+    forecast_metrics_by_cutoff,
     forecast_metrics_by_horizon,
     interval_width,
     mae,
@@ -71,6 +72,7 @@ __all__ = [
     "msis",
     "quantile_calibration",
     "forecast_metrics",
+    "forecast_metrics_by_cutoff",
     "forecast_metrics_by_horizon",
     "equity_curve",
     "total_return",

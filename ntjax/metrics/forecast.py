@@ -223,6 +223,36 @@ def forecast_metrics_by_horizon(
       ``horizon`` dicts, one per step: ``step`` (1-based) and the entries of
       ``forecast_metrics`` for that step.
     """
+    rows = _metrics_along(y, y_hat, 2, mase_scale, intervals, quantile_preds, quantiles)
+    return [{"step": h + 1, **row} for h, row in enumerate(rows)]
+
+
+def forecast_metrics_by_cutoff(
+    y: ArrayLike,
+    y_hat: ArrayLike,
+    *,
+    mase_scale: ArrayLike,
+    intervals: dict[float, tuple[ArrayLike, ArrayLike]] | None = None,
+    quantile_preds: ArrayLike | None = None,
+    quantiles: Sequence[float] | None = None,
+) -> list[dict[str, float]]:
+    """``forecast_metrics`` of each forecast origin separately: the paired per-window losses a
+    Diebold-Mariano test compares (``ntjax.metrics.diebold_mariano``).
+
+    Window ``k`` pools the points ``y[:, k, :]`` of every series and step; the arguments are
+    those of ``forecast_metrics_by_horizon``.
+
+    Returns:
+      ``n_cutoffs`` dicts, one per origin in time order: ``window`` (0-based) and the entries
+      of ``forecast_metrics`` for that origin.
+    """
+    rows = _metrics_along(y, y_hat, 1, mase_scale, intervals, quantile_preds, quantiles)
+    return [{"window": k, **row} for k, row in enumerate(rows)]
+
+
+def _metrics_along(y, y_hat, axis, mase_scale, intervals, quantile_preds, quantiles) -> list:
+    """``forecast_metrics`` of every slice of ``[n_series, n_cutoffs, horizon]`` arrays along
+    ``axis`` (1: origins, 2: steps)."""
     y, y_hat = _pair(y, y_hat)
     if y.ndim != 3:
         raise ValueError(f"y must be [n_series, n_cutoffs, horizon], got shape {y.shape}.")
@@ -231,15 +261,18 @@ def forecast_metrics_by_horizon(
     }
     if quantile_preds is not None:
         quantile_preds = np.asarray(quantile_preds)
-    rows = []
-    for h in range(y.shape[2]):
-        step = forecast_metrics(
-            y[:, :, h],
-            y_hat[:, :, h],
+
+    def part(array: np.ndarray, k: int) -> np.ndarray:
+        return np.take(array, k, axis=axis)
+
+    return [
+        forecast_metrics(
+            part(y, k),
+            part(y_hat, k),
             mase_scale=mase_scale,
-            intervals={level: (lo[:, :, h], hi[:, :, h]) for level, (lo, hi) in bounds.items()},
-            quantile_preds=None if quantile_preds is None else quantile_preds[:, :, h],
+            intervals={level: (part(lo, k), part(hi, k)) for level, (lo, hi) in bounds.items()},
+            quantile_preds=None if quantile_preds is None else part(quantile_preds, k),
             quantiles=quantiles,
         )
-        rows.append({"step": h + 1, **step})
-    return rows
+        for k in range(y.shape[axis])
+    ]

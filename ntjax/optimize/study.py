@@ -40,6 +40,7 @@ from ntjax.config import (
 from ntjax.crossval import cross_validation, drop_last
 from ntjax.data.frame import validate
 from ntjax.evaluate import evaluate, evaluate_seasonal_naive
+from ntjax.metrics.comparison import diebold_mariano
 from ntjax.metrics.forecast import forecast_metrics, naive_scale
 from ntjax.optimize.space import (
     POPULATION_KEYS,
@@ -95,8 +96,16 @@ class OptimizeResult:
       metric: the metric optimised.
       baseline_score: the last value's metric on the same held-out tail and windows as every
         trial (the naive forecast, ``nt.evaluate_seasonal_naive`` with season 1) at the best
-        trial's horizon: the score a search must beat to have learnt anything. A search whose
-        best does not beat it logs a warning.
+        trial's horizon: the score a search must beat to have learnt anything.
+      baseline_p_value: one-sided Diebold-Mariano p-value (HLN correction) of the best
+        trained trial (the best whose score is not the last value's own) forecasting better
+        than the last value, from the metric of each held-out window (None: fewer than 3
+        windows, or no baseline).
+      beats_baseline: whether the result beats the last value: a better score and, where
+        there are 3 windows or more, a p-value below ``baseline_significance``. Where the best
+        trained trial does not, a study that holds a trial scoring the last value itself (the
+        NHITS Auto space's point at 0 steps, ``nt.auto_first_trials``) returns that trial;
+        without one it returns the best trial and logs a warning.
     """
 
     best_params: dict[str, Any]
@@ -107,13 +116,8 @@ class OptimizeResult:
     storage: str | None
     metric: str
     baseline_score: float | None = None
-
-    @property
-    def beats_baseline(self) -> bool | None:
-        """Whether the best trial scores better than the last value (None: no baseline)."""
-        if self.baseline_score is None or not math.isfinite(self.baseline_score):
-            return None
-        return _beats(self.best_score, self.baseline_score, self.metric)
+    baseline_p_value: float | None = None
+    beats_baseline: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (the storage URL without its password)."""
@@ -123,6 +127,7 @@ class OptimizeResult:
             "best_score": self.best_score,
             "metric": self.metric,
             "baseline_score": self.baseline_score,
+            "baseline_p_value": self.baseline_p_value,
             "beats_baseline": self.beats_baseline,
             "best_model_id": self.best.id if self.best is not None else None,
             "best_metrics": dict(self.best.metrics) if self.best is not None else None,
@@ -134,10 +139,25 @@ class OptimizeResult:
         }
 
 
+def check_significance(value: float | None) -> None:
+    """Refuses a ``baseline_significance`` that is not None or a number in (0, 1)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(
+            f"baseline_significance must be None or a number between 0 and 1, got {value!r}."
+        )
+
+
+def _differs(score: float, baseline: float) -> bool:
+    """Whether two scores differ beyond float rounding (a model that forecasts the last value
+    scores the naive forecast's metric up to float32 error)."""
+    return not math.isclose(score, baseline, rel_tol=1e-5, abs_tol=1e-12)
+
+
 def _beats(score: float, baseline: float, metric: str) -> bool:
-    """Whether ``score`` is better than ``baseline`` beyond float rounding (a model at the
-    last value scores it up to float32 error)."""
-    if math.isclose(score, baseline, rel_tol=1e-6, abs_tol=1e-12):
+    """Whether ``score`` is better than ``baseline`` beyond float rounding."""
+    if not _differs(score, baseline):
         return False
     return score < baseline if METRICS[metric] == "minimize" else score > baseline
 
@@ -319,29 +339,36 @@ class _Study:
             return config.horizon + step * (self.cv_windows - 1), step
         return self.valid_size or config.horizon, config.horizon
 
-    def score(self, record: ModelRecord) -> float:
-        """The metric of ``record`` on the held-out tail, from earlier data only."""
+    def score(self, record: ModelRecord, trial: optuna.Trial) -> float:
+        """The metric of ``record`` on the held-out tail, from earlier data only. The metric of
+        each held-out window is kept as the trial's ``window_scores`` (for the baseline test)."""
         holdout, step = self.holdout(record.config)
         if self.cv_windows is None:
-            value = evaluate(record, self.frame, test_size=holdout, step_size=step)[self.metric]
+            options = {"test_size": holdout, "step_size": step, "levels": ()}
+            value = evaluate(record, self.frame, **options)[self.metric]
+            windows = evaluate(record, self.frame, **options, by="cutoff")[self.metric].to_list()
         else:
             cv = cross_validation(record, self.frame, n_windows=self.cv_windows, step_size=step)
-            value = _frame_metrics(cv, drop_last(self.frame, holdout))[self.metric]
+            history = drop_last(self.frame, holdout)
+            value = _frame_metrics(cv, history)[self.metric]
+            parts = sorted(cv.partition_by("cutoff", as_dict=True).items())
+            windows = [_frame_metrics(part, history)[self.metric] for _, part in parts]
         if not math.isfinite(value):
             raise FloatingPointError(f"the {self.metric} of the trial is {value}.")
+        trial.set_user_attr("window_scores", [float(w) for w in windows])
         return float(value)
 
-    def baseline(self, config: ModelConfig) -> float | None:
-        """The last value's metric on the tail and windows ``score`` uses (None where the
-        series are too short for it)."""
+    def baseline(self, config: ModelConfig) -> tuple[float, list[float]] | None:
+        """The last value's metric on the tail and windows ``score`` uses, pooled and per
+        window (None where the series are too short for it)."""
         holdout, step = self.holdout(config)
+        options = {"horizon": config.horizon, "test_size": holdout, "step_size": step}
         try:
-            metrics = evaluate_seasonal_naive(
-                self.frame, horizon=config.horizon, test_size=holdout, step_size=step
-            )
+            pooled = evaluate_seasonal_naive(self.frame, **options)[self.metric]
+            windows = evaluate_seasonal_naive(self.frame, **options, by="cutoff")[self.metric]
         except ValueError:
             return None
-        return float(metrics[self.metric])
+        return float(pooled), windows.to_list()
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -398,7 +425,7 @@ def _objective(setup: _Study) -> Callable[[optuna.Trial], float]:
                 callbacks=[setup.reporter(trial)],
             )
             trial.set_user_attr("model_id", record.id)
-            return setup.score(record)
+            return setup.score(record, trial)
         except _TRIAL_ERRORS as error:
             trial.set_user_attr("error", _error_text(error))
             raise
@@ -423,7 +450,7 @@ def _run_alone(setup: _Study, trial: optuna.Trial, member: Member) -> None:
     try:
         record = fit(drop_last(setup.frame, holdout), *member, callbacks=[setup.reporter(trial)])
         trial.set_user_attr("model_id", record.id)
-        value = setup.score(record)
+        value = setup.score(record, trial)
     except optuna.TrialPruned:
         setup.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     except _TRIAL_ERRORS as error:
@@ -508,7 +535,7 @@ def _train_population(setup: _Study, members: list[tuple[optuna.Trial, Member]])
                     if error is not None:
                         raise error
                     trial.set_user_attr("model_id", record.id)
-                    value = setup.score(record)
+                    value = setup.score(record, trial)
                 except _TRIAL_ERRORS as failure:
                     _fail(study, trial, failure)
                 else:
@@ -741,7 +768,9 @@ def _trial_count(setup: _Study, n_trials: int) -> int:
     return max(size - finished, 0)
 
 
-def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResult:
+def _result(
+    setup: _Study, storage: str | None, *, refit: bool, baseline_significance: float | None
+) -> OptimizeResult:
     study = setup.study
     trials = study.get_trials(deepcopy=False)
     rows = [
@@ -770,18 +799,9 @@ def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResul
             f"errors: {errors or 'none recorded (all pruned?)'}."
         )
     best_trial = study.best_trial
+    gate = _baseline_gate(setup, best_trial, completed, baseline_significance)
+    best_trial = gate.trial
     best_params = setup.decode(best_trial)
-    baseline = setup.baseline(setup.configs(best_params)[0])
-    if baseline is not None and not _beats(best_trial.value, baseline, setup.metric):
-        _log.warning(
-            "study %r: the best trial's %s (%.6g) does not beat the last value's (%.6g) on the "
-            "same held-out tail; nothing the search trained forecasts better than the naive "
-            "forecast there.",
-            study.study_name,
-            setup.metric,
-            best_trial.value,
-            baseline,
-        )
     best = None
     if refit:
         config, training, optimizer = setup.configs(best_params)
@@ -802,8 +822,69 @@ def _result(setup: _Study, storage: str | None, *, refit: bool) -> OptimizeResul
         study_name=study.study_name,
         storage=storage,
         metric=setup.metric,
-        baseline_score=baseline,
+        baseline_score=gate.score,
+        baseline_p_value=gate.p_value,
+        beats_baseline=gate.beaten,
     )
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """The baseline test's outcome: the trial to return and what the test found."""
+
+    trial: optuna.trial.FrozenTrial
+    score: float | None = None
+    p_value: float | None = None
+    beaten: bool | None = None
+
+
+def _baseline_gate(
+    setup: _Study,
+    best: optuna.trial.FrozenTrial,
+    completed: list[optuna.trial.FrozenTrial],
+    significance: float | None,
+) -> _Gate:
+    """Tests the best trial that does not score the last value itself against the last value
+    on the held-out windows; where it does not beat it, a trial that scores the last value
+    (a floor, such as the NHITS Auto space's point at 0 steps) is the result if there is one."""
+    config = setup.configs(setup.decode(best))[0]
+    baseline = setup.baseline(config)
+    if baseline is None:
+        return _Gate(best)
+    score, baseline_windows = baseline
+    floors = [t for t in completed if not _differs(t.value, score)]
+    learnt = [t for t in completed if _differs(t.value, score)]
+    if not learnt:
+        return _Gate(floors[0], score, None, False)
+    challenger = min(learnt, key=lambda t: setup.sign * t.value)
+    p_value = None
+    windows = challenger.user_attrs.get("window_scores")
+    if windows is not None and len(windows) == len(baseline_windows) >= 3:
+        _, step = setup.holdout(config)
+        lags = -(-config.horizon // step)  # overlapping windows share errors up to this lag
+        losses = [[setup.sign * v for v in w] for w in (baseline_windows, windows)]
+        p_value = diebold_mariano(*losses, horizon=lags).p_value
+    beaten = _beats(challenger.value, score, setup.metric) and (
+        significance is None or p_value is None or p_value < significance
+    )
+    if beaten:
+        return _Gate(challenger, score, p_value, True)
+    test = "" if p_value is None else f", one-sided Diebold-Mariano p = {p_value:.3g}"
+    if floors:
+        _log.info(
+            "study %r: the best trained trial (%d, %s %.6g) does not beat the last value "
+            "(%.6g%s); the result is trial %d, which forecasts the last value.",
+            setup.study.study_name, challenger.number, setup.metric, challenger.value, score,
+            test, floors[0].number,
+        )  # fmt: skip
+        return _Gate(floors[0], score, p_value, False)
+    _log.warning(
+        "study %r: the best trial's %s (%.6g) does not beat the last value's (%.6g%s) on the "
+        "same held-out windows; nothing the search trained is shown to forecast better than "
+        "the naive forecast there.",
+        setup.study.study_name, setup.metric, challenger.value, score, test,
+    )  # fmt: skip
+    return _Gate(challenger, score, p_value, False)
 
 
 def optimize(
@@ -829,6 +910,7 @@ def optimize(
     heartbeat_interval: int | None = 10,
     timeout: float | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
+    baseline_significance: float | None = 0.05,
 ) -> OptimizeResult:
     """Runs an optuna study over ``space`` and refits the best model.
 
@@ -871,6 +953,11 @@ def optimize(
         keys to values inside the space (keys it leaves out are sampled), e.g.
         ``[nt.auto_start("nhits", 96)]``: the library's defaults as the first trial of an Auto
         search. A continued study that already holds a point does not run it again.
+      baseline_significance: the best trial must beat the last value (the naive forecast, on
+        the same held-out windows) with a one-sided Diebold-Mariano p-value below this (where
+        there are 3 windows or more; a better mean otherwise); where it does not, a trial that
+        scores the last value itself is returned if the study holds one (see
+        ``OptimizeResult.beats_baseline``). None: the better mean decides.
 
     Several processes or machines may start together on a fresh storage with the same
     ``study_name``: they all join one study (``open_study``).
@@ -886,6 +973,7 @@ def optimize(
     ):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     deadline = None if timeout is None else time.monotonic() + timeout
+    check_significance(baseline_significance)
     if storage is None and store_root is not None:
         storage = default_storage(store_root)
     setup = _setup(
@@ -909,6 +997,6 @@ def optimize(
     )
     try:
         _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)
-        return _result(setup, storage, refit=refit)
+        return _result(setup, storage, refit=refit, baseline_significance=baseline_significance)
     finally:
         setup.close()

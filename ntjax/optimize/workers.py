@@ -29,6 +29,7 @@ from ntjax.optimize.study import (
     _setup,
     _Study,
     _trial_count,
+    check_significance,
     default_storage,
 )
 from ntjax.registry import new_id
@@ -66,6 +67,7 @@ def optimize_workers(
     heartbeat_interval: int | None = 10,
     timeout: float | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
+    baseline_significance: float | None = 0.05,
 ) -> OptimizeResult:
     """Runs one study with ``workers`` processes sharing its storage, then refits the best.
 
@@ -97,6 +99,7 @@ def optimize_workers(
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    check_significance(baseline_significance)
     # Wall-clock time: the workers are other processes (their monotonic clocks differ).
     ends_at = None if timeout is None else time.time() + timeout
     options = {
@@ -117,7 +120,8 @@ def optimize_workers(
     # The study is created here, once, before the workers start (they join it).
     setup = _setup(df, space, **_decode_options(options), first_trials=first_trials)
     try:
-        return _run_workers(setup, space, options, n_trials, workers, refit, ends_at)
+        _run_workers(setup, space, options, n_trials, workers, ends_at)
+        return _result(setup, storage, refit=refit, baseline_significance=baseline_significance)
     finally:
         setup.close()
 
@@ -128,9 +132,8 @@ def _run_workers(
     options: Mapping[str, Any],
     n_trials: int,
     workers: int,
-    refit: bool,
     ends_at: float | None = None,
-) -> OptimizeResult:
+) -> None:
     total = _trial_count(setup, n_trials)
     shares = [s for s in _shares(total, workers) if s > 0]
     with tempfile.TemporaryDirectory(prefix="ntjax-study-") as folder:
@@ -157,7 +160,6 @@ def _run_workers(
     _log.info(
         "%d workers ran %d trials in %.1fs.", len(shares), total, time.perf_counter() - started
     )
-    return _result(setup, options["storage"], refit=refit)
 
 
 def _decode_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -172,6 +172,8 @@ def run(
     ]
     histories, pending = book["histories"], book["pending"]
     start = done = int(book["done"])
+    if has_val and training.max_steps == 0:  # no step: the start is the model, validated once
+        best_val = np.asarray(engine.eval_loss(state.params, data), np.float64)
     every = training.checkpoint_every if checkpointer is not None else 0
 
     bar = tqdm(
