@@ -35,6 +35,7 @@ so the full table (16 cells x 20 trials) is a day of CPU; run cells with ``--dat
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 import time
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="one tiny cell, no files written")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("ntjax.optimize").setLevel(logging.INFO)  # the baseline test's verdict
     if not SHARED.is_dir():
         print(f"needs {SHARED}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from ntjax.metrics.forecast import (
     forecast_metrics,
     forecast_metrics_by_cutoff,
     forecast_metrics_by_horizon,
+    forecast_metrics_by_window,
     naive_scale,
 )
 from ntjax.predict.batch import actuals_at_cutoffs, rolling_cutoffs
@@ -71,8 +72,10 @@ def evaluate(
       by: None for pooled metrics; ``"horizon"`` for a frame with every metric per forecast
         step (column ``step``, 1 = the first step after a cutoff); ``"cutoff"`` for a frame
         with every metric per forecast origin, pooled over series and steps (columns
-        ``window``, 0-based, and ``cutoff``, the last time before it): the paired losses of
-        a Diebold-Mariano test (``ntjax.metrics.diebold_mariano``).
+        ``window``, 0-based, and ``cutoff``, the last time before it); ``"window"`` for a
+        frame with every metric per series and origin (``unique_id``, ``window``,
+        ``cutoff``): the paired losses of a Diebold-Mariano test
+        (``ntjax.metrics.diebold_mariano``).
       key: PRNG key for sampling models (DeepAR); default ``jax.random.key(0)``.
 
     Returns:
@@ -130,12 +133,12 @@ def evaluate(
     return _metrics(y, median, scores, extra, by=by, panel=panel, cutoffs=cutoffs)
 
 
-BY = (None, "horizon", "cutoff")
+BY = (None, "horizon", "cutoff", "window")
 
 
 def _check_by(by: str | None) -> None:
     if by not in BY:
-        raise ValueError(f"by must be None, 'horizon' or 'cutoff', got {by!r}.")
+        raise ValueError(f"by must be None, 'horizon', 'cutoff' or 'window', got {by!r}.")
 
 
 def _metrics(
@@ -148,17 +151,26 @@ def _metrics(
     panel: Panel,
     cutoffs: np.ndarray,
 ) -> dict[str, Any] | pl.DataFrame:
-    """Pooled metrics, or a frame of them per forecast step or per origin."""
+    """Pooled metrics, or a frame of them per forecast step, origin or window."""
     if by == "horizon":
         rows = forecast_metrics_by_horizon(y, y_hat, **scores)
         return pl.DataFrame([{**row, **extra} for row in rows])
+    if by is None:
+        return {**forecast_metrics(y, y_hat, **scores), **extra}
+    stamps = [_stamp(panel, int(c) - 1) for c in cutoffs]
     if by == "cutoff":
         rows = forecast_metrics_by_cutoff(y, y_hat, **scores)
-        stamps = [_stamp(panel, int(c) - 1) for c in cutoffs]
         return pl.DataFrame(
             [{**row, "cutoff": stamp, **extra} for row, stamp in zip(rows, stamps, strict=True)]
         )
-    return {**forecast_metrics(y, y_hat, **scores), **extra}
+    rows = forecast_metrics_by_window(y, y_hat, **scores)
+    return pl.DataFrame(
+        [
+            {"unique_id": panel.ids[row.pop("series")], **row,
+             "cutoff": stamps[row["window"]], **extra}
+            for row in rows
+        ]
+    )  # fmt: skip
 
 
 def _stamp(panel: Panel, position: int) -> str | int:

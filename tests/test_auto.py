@@ -221,6 +221,7 @@ def test_cli_optimize_auto_runs_the_family_space(tmp_path):
     assert set(result["best_params"]) >= {"model.input_size", "model.freq_downsample"}
     start = auto_start("nhits", 4, budget="quick")  # the one trial is the defaults' point
     assert {k: result["best_params"][k] for k in start} == start
+    assert result["baseline_score"] > 0 and isinstance(result["beats_baseline"], bool)
     both = subprocess.run(
         [sys.executable, "-m", "ntjax.cli", *argv, "--space", str(data)],
         capture_output=True, text=True, env=env,

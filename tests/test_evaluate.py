@@ -53,7 +53,8 @@ def test_evaluate_equals_metrics_recomputed_from_cross_validation(record, frame)
 
 
 def test_metrics_per_cutoff_are_those_of_each_window(record, frame):
-    """by="cutoff": one row per origin, pooling series and steps; with equal points per
+    """by="cutoff": one row per origin, pooling series and steps (by="window": one per
+    series and origin); with equal points per
     window their MAE and MSE average to the pooled ones. The same for the seasonal naive."""
     pooled = nt.evaluate(record, frame, test_size=36, step_size=6, levels=())
     rows = nt.evaluate(record, frame, test_size=36, step_size=6, levels=(), by="cutoff")
@@ -65,11 +66,19 @@ def test_metrics_per_cutoff_are_those_of_each_window(record, frame):
         error = part["y"].to_numpy() - part["y_hat"].to_numpy()
         assert rows["mse"][k] == pytest.approx(np.mean(error**2), rel=1e-9)
     assert rows["mae"].mean() == pytest.approx(pooled["mae"], rel=1e-9)
+    windows = nt.evaluate(record, frame, test_size=36, step_size=6, levels=(), by="window")
+    assert windows.height == 3 * 6 and windows["unique_id"].to_list() == [
+        uid for uid in ("s0", "s1", "s2") for _ in range(6)
+    ]
+    first = cv.filter((pl.col("unique_id") == "s1") & (pl.col("cutoff") == cv["cutoff"].min()))
+    error = first["y"].to_numpy() - first["y_hat"].to_numpy()
+    assert windows["mae"][6] == pytest.approx(np.mean(np.abs(error)), rel=1e-9)
+    assert windows["mse"].mean() == pytest.approx(pooled["mse"], rel=1e-9)
     naive = nt.evaluate_seasonal_naive(frame, horizon=6, test_size=36, by="cutoff")
     assert naive.height == 6
     pooled_naive = nt.evaluate_seasonal_naive(frame, horizon=6, test_size=36)
     assert naive["mse"].mean() == pytest.approx(pooled_naive["mse"], rel=1e-9)
-    with pytest.raises(ValueError, match="by must be None, 'horizon' or 'cutoff'"):
+    with pytest.raises(ValueError, match="by must be None, 'horizon', 'cutoff' or 'window'"):
         nt.evaluate_seasonal_naive(frame, horizon=6, by="series")
 
 

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--season-length", type=int, default=1, help="MASE season")
     parser.add_argument(
         "--by",
-        choices=("horizon", "cutoff"),
-        help="every metric per forecast step or per forecast origin (a list of rows)",
+        choices=("horizon", "cutoff", "window"),
+        help="every metric per forecast step, per origin, or per series and origin (rows)",
     )
     add_leakage(parser)
 

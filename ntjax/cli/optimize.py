@@ -22,6 +22,16 @@ if TYPE_CHECKING:
 HELP = "hyper-parameter search with optuna"
 
 
+def significance(text: str) -> float | None:
+    """``--baseline-significance``: a number in (0, 1), or ``none``."""
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError(text)
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data(parser)
     parser.add_argument("--model", help="model family (overrides the space's; default nhits)")
@@ -41,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, help="time budget of the trials in seconds")
     parser.add_argument(
         "--baseline-significance",
-        type=lambda text: None if text.lower() == "none" else float(text),
+        type=significance,
         default=0.05,
         help="the best trial must beat the last value on the held-out windows with a "
         "Diebold-Mariano p-value below this (default 0.05; none: a better mean decides)",

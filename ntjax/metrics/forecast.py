@@ -250,6 +250,47 @@ def forecast_metrics_by_cutoff(
     return [{"window": k, **row} for k, row in enumerate(rows)]
 
 
+def forecast_metrics_by_window(
+    y: ArrayLike,
+    y_hat: ArrayLike,
+    *,
+    mase_scale: ArrayLike,
+    intervals: dict[float, tuple[ArrayLike, ArrayLike]] | None = None,
+    quantile_preds: ArrayLike | None = None,
+    quantiles: Sequence[float] | None = None,
+) -> list[dict[str, float]]:
+    """``forecast_metrics`` of every forecast window (one series, one origin) separately.
+
+    The arguments are those of ``forecast_metrics_by_horizon``.
+
+    Returns:
+      ``n_series * n_cutoffs`` dicts, series by series and origins in time order within
+      each: ``series`` and ``window`` (0-based indices) and the entries of
+      ``forecast_metrics`` for that window.
+    """
+    y, y_hat = _pair(y, y_hat)
+    if y.ndim != 3:
+        raise ValueError(f"y must be [n_series, n_cutoffs, horizon], got shape {y.shape}.")
+    scale = np.asarray(mase_scale, np.float64)
+    rows = []
+    for i in range(y.shape[0]):
+        one = slice(i, i + 1)
+        parts = _metrics_along(
+            y[one],
+            y_hat[one],
+            1,
+            scale[one],
+            {
+                level: (np.asarray(lo)[one], np.asarray(hi)[one])
+                for level, (lo, hi) in (intervals or {}).items()
+            },
+            None if quantile_preds is None else np.asarray(quantile_preds)[one],
+            quantiles,
+        )
+        rows.extend({"series": i, "window": k, **row} for k, row in enumerate(parts))
+    return rows
+
+
 def _metrics_along(y, y_hat, axis, mase_scale, intervals, quantile_preds, quantiles) -> list:
     """``forecast_metrics`` of every slice of ``[n_series, n_cutoffs, horizon]`` arrays along
     ``axis`` (1: origins, 2: steps)."""

@@ -99,8 +99,9 @@ class OptimizeResult:
         trial's horizon: the score a search must beat to have learnt anything.
       baseline_p_value: one-sided Diebold-Mariano p-value (HLN correction) of the best
         trained trial (the best whose score is not the last value's own) forecasting better
-        than the last value, from the metric of each held-out window (None: fewer than 3
-        windows, or no baseline).
+        than the last value, from the metric of each held-out window (one series, one
+        origin; series are taken as independent, which overstates the evidence where they
+        move together) (None: fewer than 3 windows, or no baseline).
       beats_baseline: whether the result beats the last value: a better score and, where
         there are 3 windows or more, a p-value below ``baseline_significance``. Where the best
         trained trial does not, a study that holds a trial scoring the last value itself (the
@@ -341,18 +342,23 @@ class _Study:
 
     def score(self, record: ModelRecord, trial: optuna.Trial) -> float:
         """The metric of ``record`` on the held-out tail, from earlier data only. The metric of
-        each held-out window is kept as the trial's ``window_scores`` (for the baseline test)."""
+        each held-out window (series by series, origins in time order) is kept as the trial's
+        ``window_scores``, for the baseline test."""
         holdout, step = self.holdout(record.config)
         if self.cv_windows is None:
             options = {"test_size": holdout, "step_size": step, "levels": ()}
             value = evaluate(record, self.frame, **options)[self.metric]
-            windows = evaluate(record, self.frame, **options, by="cutoff")[self.metric].to_list()
+            windows = evaluate(record, self.frame, **options, by="window")[self.metric].to_list()
         else:
             cv = cross_validation(record, self.frame, n_windows=self.cv_windows, step_size=step)
             history = drop_last(self.frame, holdout)
             value = _frame_metrics(cv, history)[self.metric]
-            parts = sorted(cv.partition_by("cutoff", as_dict=True).items())
-            windows = [_frame_metrics(part, history)[self.metric] for _, part in parts]
+            order = {
+                u: i for i, u in enumerate(self.frame["unique_id"].unique(maintain_order=True))
+            }
+            parts = cv.partition_by("unique_id", "cutoff", as_dict=True)
+            keys = sorted(parts, key=lambda key: (order[key[0]], key[1]))  # as evaluate's
+            windows = [_frame_metrics(parts[key], history)[self.metric] for key in keys]
         if not math.isfinite(value):
             raise FloatingPointError(f"the {self.metric} of the trial is {value}.")
         trial.set_user_attr("window_scores", [float(w) for w in windows])
@@ -365,7 +371,7 @@ class _Study:
         options = {"horizon": config.horizon, "test_size": holdout, "step_size": step}
         try:
             pooled = evaluate_seasonal_naive(self.frame, **options)[self.metric]
-            windows = evaluate_seasonal_naive(self.frame, **options, by="cutoff")[self.metric]
+            windows = evaluate_seasonal_naive(self.frame, **options, by="window")[self.metric]
         except ValueError:
             return None
         return float(pooled), windows.to_list()
@@ -954,8 +960,9 @@ def optimize(
         ``[nt.auto_start("nhits", 96)]``: the library's defaults as the first trial of an Auto
         search. A continued study that already holds a point does not run it again.
       baseline_significance: the best trial must beat the last value (the naive forecast, on
-        the same held-out windows) with a one-sided Diebold-Mariano p-value below this (where
-        there are 3 windows or more; a better mean otherwise); where it does not, a trial that
+        the same held-out windows) with a one-sided Diebold-Mariano p-value below this, over
+        the windows of every series and origin (where there are 3 or more; a better mean
+        otherwise); where it does not, a trial that
         scores the last value itself is returned if the study holds one (see
         ``OptimizeResult.beats_baseline``). None: the better mean decides.
 
