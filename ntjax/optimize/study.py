@@ -962,9 +962,9 @@ def optimize(
       baseline_significance: the best trial must beat the last value (the naive forecast, on
         the same held-out windows) with a one-sided Diebold-Mariano p-value below this, over
         the windows of every series and origin (where there are 3 or more; a better mean
-        otherwise); where it does not, a trial that
-        scores the last value itself is returned if the study holds one (see
-        ``OptimizeResult.beats_baseline``). None: the better mean decides.
+        otherwise); where it does not, a trial that scores the last value itself is returned
+        if the study holds one (see ``OptimizeResult.beats_baseline``). None: the better mean
+        decides.
 
     Several processes or machines may start together on a fresh storage with the same
     ``study_name``: they all join one study (``open_study``).
