@@ -211,7 +211,7 @@ def evaluate_seasonal_naive(
 ) -> dict[str, float] | pl.DataFrame:
     """The same rolling-origin protocol for the seasonal-naive forecast
     ``y_hat[c + h] = y[c - m + (h mod m)]`` (naive for ``m = 1``): the baseline to beat.
-    ``by`` as in ``evaluate`` (None, ``"horizon"`` or ``"cutoff"``)."""
+    ``by`` as in ``evaluate`` (None, ``"horizon"``, ``"cutoff"`` or ``"window"``)."""
     _check_by(by)
     test_size = horizon if test_size is None else test_size
     step_size = horizon if step_size is None else step_size

@@ -269,25 +269,23 @@ def forecast_metrics_by_window(
       ``forecast_metrics`` for that window.
     """
     y, y_hat = _pair(y, y_hat)
-    if y.ndim != 3:
-        raise ValueError(f"y must be [n_series, n_cutoffs, horizon], got shape {y.shape}.")
     scale = np.asarray(mase_scale, np.float64)
+    quantile_preds = None if quantile_preds is None else np.asarray(quantile_preds)
     rows = []
-    for i in range(y.shape[0]):
+    for i in range(y.shape[0]):  # each series alone is a panel of one
         one = slice(i, i + 1)
-        parts = _metrics_along(
+        windows = forecast_metrics_by_cutoff(
             y[one],
             y_hat[one],
-            1,
-            scale[one],
-            {
+            mase_scale=scale[one],
+            intervals={
                 level: (np.asarray(lo)[one], np.asarray(hi)[one])
                 for level, (lo, hi) in (intervals or {}).items()
             },
-            None if quantile_preds is None else np.asarray(quantile_preds)[one],
-            quantiles,
+            quantile_preds=None if quantile_preds is None else quantile_preds[one],
+            quantiles=quantiles,
         )
-        rows.extend({"series": i, "window": k, **row} for k, row in enumerate(parts))
+        rows.extend({"series": i, **row} for row in windows)
     return rows
 
 
