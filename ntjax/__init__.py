@@ -48,7 +48,14 @@ _SOURCES: dict[str, str] = {
         "ntjax.lifecycle",
     ),
     **dict.fromkeys(
-        ("OptimizeResult", "auto_first_trials", "auto_space", "auto_start", "optimize"),
+        (
+            "AUTO_ENSEMBLE",
+            "OptimizeResult",
+            "auto_first_trials",
+            "auto_space",
+            "auto_start",
+            "optimize",
+        ),
         "ntjax.optimize",
     ),
     **dict.fromkeys(
@@ -65,6 +72,7 @@ _MODULES = ("data", "lifecycle", "metrics", "models")
 _MODULE_SOURCES = {"distributed": "ntjax.train.distributed"}
 
 __all__ = [
+    "AUTO_ENSEMBLE",
     "DeepARConfig",
     "GRUConfig",
     "LSTMAttentionConfig",

@@ -12,8 +12,9 @@ import pytest
 from conftest import sine_frame
 
 import ntjax as nt
-from ntjax.optimize import parse_space
+from ntjax.optimize import configs_from_params, parse_space
 from ntjax.optimize.auto import auto_first_trials, auto_space, auto_start
+from ntjax.train import fit
 
 FAMILIES = ("nhits", "nbeats", "lstm_attention", "gru", "tcn", "deepar", "transformer")
 
@@ -119,7 +120,8 @@ def _auto_search(df, n_trials, **options):
 def test_auto_search_returns_the_last_value_when_nothing_trained_beats_it(caplog):
     df = _random_walks()
     with caplog.at_level("INFO", logger="ntjax.optimize"):
-        result = _auto_search(df, 4)
+        result = _auto_search(df, 4, ensemble=3)
+    assert result.members == (1,) and result.best.kind == "nhits"  # no ensemble of the floor
     naive = nt.evaluate_seasonal_naive(df, horizon=4, test_size=40)
     assert result.baseline_score == pytest.approx(naive["mse"])
     assert result.best_params["training.max_steps"] == 0
@@ -151,6 +153,31 @@ def test_optimize_reports_the_last_values_score_on_the_same_tail():
     assert summary["beats_baseline"] == result.beats_baseline
     with pytest.raises(ValueError, match="baseline_significance must be None or a number"):
         nt.optimize(df, _timed_space(20), baseline_significance=1.5)
+
+
+def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_scaler():
+    df = sine_frame(n_series=2, length=160, noise=0.1)
+    space = _timed_space(30) | {"training.scaler": {"choice": ["identity", "standard"]}}
+    result = nt.optimize(df, space, method="random", n_trials=6, metric="mae", valid_size=12,
+                         ensemble=3)  # fmt: skip
+    done = result.trials.filter(pl.col("state") == "COMPLETE").sort("value")
+    best_scaler = result.best_params["training.scaler"]
+    same = [r["number"] for r in done.iter_rows(named=True) if r["params"]["training.scaler"]
+            == best_scaler]  # fmt: skip
+    assert result.members == tuple(same[:3]) and result.members[0] == done["number"][0]
+    assert result.best.kind == "ensemble" and result.best.extra["trials"] == list(same[:3])
+    # Its forecast is the mean of the members refit one by one.
+    parsed = parse_space(space)
+    forecasts = []
+    for number in result.members:
+        row = done.filter(pl.col("number") == number).row(0, named=True)
+        params = {k: parsed[k].decode(row["params"][k]) for k in parsed}
+        member = fit(df, *configs_from_params(params))
+        forecasts.append(nt.forecast(member, df)["y_hat"].to_numpy())
+    mean = np.mean(forecasts, axis=0)
+    np.testing.assert_allclose(nt.forecast(result.best, df)["y_hat"], mean, rtol=1e-5)
+    with pytest.raises(ValueError, match="ensemble must be a positive number of trials"):
+        nt.optimize(df, space, ensemble=0)
 
 
 def test_auto_start_is_the_library_defaults_where_the_space_has_them():
@@ -222,6 +249,7 @@ def test_cli_optimize_auto_runs_the_family_space(tmp_path):
     start = auto_start("nhits", 4, budget="quick")  # the one trial is the defaults' point
     assert {k: result["best_params"][k] for k in start} == start
     assert result["baseline_score"] > 0 and isinstance(result["beats_baseline"], bool)
+    assert result["members"] == [result["trials"][0]["number"]]  # one trial: nothing to average
     both = subprocess.run(
         [sys.executable, "-m", "ntjax.cli", *argv, "--space", str(data)],
         capture_output=True, text=True, env=env,

@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the best trial must beat the last value on the held-out windows with a "
         "Diebold-Mariano p-value below this (default 0.05; none: a better mean decides)",
     )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        help="refit the K best trained trials that share a scaler and save their mean as one "
+        "ensemble model (default 5 with --auto, else 1)",
+    )
     parser.add_argument("--horizon", type=int, default=24, help="horizon of the default space")
     parser.add_argument("--max-steps", type=int, default=300, help="steps of the default space")
     parser.add_argument("--metric", choices=_names.METRICS, default="mae")
@@ -85,6 +91,7 @@ def optimize_command(
     SQLite file.
     """
     from ntjax.optimize import (
+        AUTO_ENSEMBLE,
         auto_first_trials,
         auto_space,
         default_space,
@@ -97,6 +104,9 @@ def optimize_command(
     if auto is not None and args.space is not None:
         raise ValueError("--auto and --space are two ways to give the space; pass one.")
     first_trials = []
+    ensemble = getattr(args, "ensemble", None)
+    if ensemble is None:  # the Auto recipe averages its best trials
+        ensemble = AUTO_ENSEMBLE if auto is not None else 1
     if auto is not None:
         family = args.model or "nhits"
         space = auto_space(family, args.horizon, budget=auto)
@@ -123,6 +133,7 @@ def optimize_command(
         "timeout": getattr(args, "timeout", None),
         "first_trials": first_trials,
         "baseline_significance": getattr(args, "baseline_significance", 0.05),
+        "ensemble": ensemble,
     }
     if args.workers > 1:
         result = optimize_workers(frame, space, workers=args.workers, **options)

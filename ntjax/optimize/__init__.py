@@ -20,7 +20,7 @@ storage (an RDB URL such as SQLite or PostgreSQL), so several processes can work
 and dropout are trained K at a time as one vmapped program (``ntjax.train.population``).
 """
 
-from ntjax.optimize.auto import BUDGETS, auto_first_trials, auto_space, auto_start
+from ntjax.optimize.auto import AUTO_ENSEMBLE, BUDGETS, auto_first_trials, auto_space, auto_start
 from ntjax.optimize.space import (
     Dimension,
     configs_from_params,
@@ -44,6 +44,7 @@ from ntjax.optimize.workers import (
 )
 
 __all__ = [
+    "AUTO_ENSEMBLE",
     "BUDGETS",
     "METRICS",
     "PRUNERS",

@@ -48,6 +48,7 @@ from ntjax.optimize.space import (
     configs_from_params,
     parse_space,
 )
+from ntjax.predict.ensembles import ensemble as ensemble_of
 from ntjax.registry import ModelRecord, new_id
 from ntjax.train import Progress, fit
 from ntjax.train.population import Member, PopulationError, fit_population, incompatibility
@@ -107,6 +108,8 @@ class OptimizeResult:
         trained trial does not, a study that holds a trial scoring the last value itself (the
         NHITS Auto space's point at 0 steps, ``nt.auto_first_trials``) returns that trial;
         without one it returns the best trial and logs a warning.
+      members: the trial numbers refit into ``best``: the best trial alone, or with
+        ``ensemble=k`` the k best trained trials that share its scaler, averaged.
     """
 
     best_params: dict[str, Any]
@@ -119,6 +122,7 @@ class OptimizeResult:
     baseline_score: float | None = None
     baseline_p_value: float | None = None
     beats_baseline: bool | None = None
+    members: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (the storage URL without its password)."""
@@ -130,6 +134,7 @@ class OptimizeResult:
             "baseline_score": self.baseline_score,
             "baseline_p_value": self.baseline_p_value,
             "beats_baseline": self.beats_baseline,
+            "members": list(self.members),
             "best_model_id": self.best.id if self.best is not None else None,
             "best_metrics": dict(self.best.metrics) if self.best is not None else None,
             "study_name": self.study_name,
@@ -148,6 +153,12 @@ def check_significance(value: float | None) -> None:
         raise ValueError(
             f"baseline_significance must be None or a number between 0 and 1, got {value!r}."
         )
+
+
+def check_ensemble(size: int) -> None:
+    """Refuses an ensemble size that is not a positive integer."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"ensemble must be a positive number of trials, got {size!r}.")
 
 
 def _differs(score: float, baseline: float) -> bool:
@@ -775,7 +786,12 @@ def _trial_count(setup: _Study, n_trials: int) -> int:
 
 
 def _result(
-    setup: _Study, storage: str | None, *, refit: bool, baseline_significance: float | None
+    setup: _Study,
+    storage: str | None,
+    *,
+    refit: bool,
+    baseline_significance: float | None,
+    ensemble: int = 1,
 ) -> OptimizeResult:
     study = setup.study
     trials = study.get_trials(deepcopy=False)
@@ -808,15 +824,20 @@ def _result(
     gate = _baseline_gate(setup, best_trial, completed, baseline_significance)
     best_trial = gate.trial
     best_params = setup.decode(best_trial)
+    members = [best_trial]
+    floor = gate.score is not None and not _differs(best_trial.value, gate.score)
+    if ensemble > 1 and not floor:
+        members = _ensemble_members(setup, best_trial, completed, gate.score, ensemble)
     best = None
     if refit:
-        config, training, optimizer = setup.configs(best_params)
-        best = fit(setup.frame, config, training, optimizer)
+        records = [fit(setup.frame, *setup.configs(setup.decode(t))) for t in members]
+        best = records[0] if len(records) == 1 else ensemble_of(records, method="mean")
         best = best.replace(
             extra={
                 **best.extra,
                 "study_name": study.study_name,
                 "trial": best_trial.number,
+                "trials": [t.number for t in members],
                 setup.metric: best_trial.value,
             }
         )
@@ -831,7 +852,49 @@ def _result(
         baseline_score=gate.score,
         baseline_p_value=gate.p_value,
         beats_baseline=gate.beaten,
+        members=tuple(t.number for t in members),
     )
+
+
+def _ensemble_members(
+    setup: _Study,
+    best: optuna.trial.FrozenTrial,
+    completed: list[optuna.trial.FrozenTrial],
+    baseline: float | None,
+    size: int,
+) -> list[optuna.trial.FrozenTrial]:
+    """The best trial and the next best trained trials (not scoring the last value itself)
+    that an ensemble record can hold with it: the same horizon, quantiles, exogenous columns
+    and scaler kind (an ensemble record has one scaler), up to ``size`` in all."""
+
+    def signature(trial: optuna.trial.FrozenTrial) -> tuple:
+        config, training, _ = setup.configs(setup.decode(trial))
+        return (
+            config.horizon,
+            config.quantiles,
+            config.hist_exog,
+            config.futr_exog,
+            training.scaler,
+        )
+
+    wanted = signature(best)
+    others = sorted(
+        (
+            t
+            for t in completed
+            if t.number != best.number
+            and (baseline is None or _differs(t.value, baseline))
+            and math.isfinite(t.value)
+        ),
+        key=lambda t: setup.sign * t.value,
+    )
+    members = [best]
+    for trial in others:
+        if len(members) == size:
+            break
+        if signature(trial) == wanted:
+            members.append(trial)
+    return members
 
 
 @dataclass(frozen=True)
@@ -917,6 +980,7 @@ def optimize(
     timeout: float | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
     baseline_significance: float | None = 0.05,
+    ensemble: int = 1,
 ) -> OptimizeResult:
     """Runs an optuna study over ``space`` and refits the best model.
 
@@ -965,6 +1029,12 @@ def optimize(
         otherwise); where it does not, a trial that scores the last value itself is returned
         if the study holds one (see ``OptimizeResult.beats_baseline``). None: the better mean
         decides.
+      ensemble: refit the ``ensemble`` best trained trials and return their mean (an
+        ensemble record, ``nt.ensemble``) as ``best``: the best trial and the next best that
+        share its horizon, quantiles, exogenous columns and scaler kind (fewer where the study
+        holds fewer). Averaging the top trials takes out part of the luck of which one
+        validated best. Not where the result is the last value. The refit costs ``ensemble``
+        fits instead of one.
 
     Several processes or machines may start together on a fresh storage with the same
     ``study_name``: they all join one study (``open_study``).
@@ -981,6 +1051,7 @@ def optimize(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     deadline = None if timeout is None else time.monotonic() + timeout
     check_significance(baseline_significance)
+    check_ensemble(ensemble)
     if storage is None and store_root is not None:
         storage = default_storage(store_root)
     setup = _setup(
@@ -1004,6 +1075,12 @@ def optimize(
     )
     try:
         _run_trials(setup, _trial_count(setup, n_trials), n_jobs=n_jobs)
-        return _result(setup, storage, refit=refit, baseline_significance=baseline_significance)
+        return _result(
+            setup,
+            storage,
+            refit=refit,
+            baseline_significance=baseline_significance,
+            ensemble=ensemble,
+        )
     finally:
         setup.close()

@@ -29,6 +29,7 @@ from ntjax.optimize.study import (
     _setup,
     _Study,
     _trial_count,
+    check_ensemble,
     check_significance,
     default_storage,
 )
@@ -68,6 +69,7 @@ def optimize_workers(
     timeout: float | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
     baseline_significance: float | None = 0.05,
+    ensemble: int = 1,
 ) -> OptimizeResult:
     """Runs one study with ``workers`` processes sharing its storage, then refits the best.
 
@@ -100,6 +102,7 @@ def optimize_workers(
     ):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     check_significance(baseline_significance)
+    check_ensemble(ensemble)
     # Wall-clock time: the workers are other processes (their monotonic clocks differ).
     ends_at = None if timeout is None else time.time() + timeout
     options = {
@@ -121,7 +124,13 @@ def optimize_workers(
     setup = _setup(df, space, **_decode_options(options), first_trials=first_trials)
     try:
         _run_workers(setup, space, options, n_trials, workers, ends_at)
-        return _result(setup, storage, refit=refit, baseline_significance=baseline_significance)
+        return _result(
+            setup,
+            storage,
+            refit=refit,
+            baseline_significance=baseline_significance,
+            ensemble=ensemble,
+        )
     finally:
         setup.close()
 
