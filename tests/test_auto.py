@@ -1,5 +1,6 @@
 """nt.auto_space (a search space per family) and the time budget of nt.optimize."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from conftest import sine_frame
 import ntjax as nt
 from ntjax.optimize import configs_from_params, parse_space
 from ntjax.optimize.auto import auto_first_trials, auto_space, auto_start
+from ntjax.predict.ensembles import same_scaler
 from ntjax.train import fit
 
 FAMILIES = ("nhits", "nbeats", "lstm_attention", "gru", "tcn", "deepar", "transformer")
@@ -157,7 +159,10 @@ def test_optimize_reports_the_last_values_score_on_the_same_tail():
 
 def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_scaler():
     df = sine_frame(n_series=2, length=160, noise=0.1)
-    space = _timed_space(30) | {"training.scaler": {"choice": ["identity", "standard"]}}
+    space = _timed_space(30) | {
+        "training.scaler": {"choice": ["identity", "standard"]},
+        "model.input_size": {"choice": [8, 16]},  # refits that hold out different rows
+    }
     result = nt.optimize(df, space, method="random", n_trials=6, metric="mae", valid_size=12,
                          ensemble=3)  # fmt: skip
     done = result.trials.filter(pl.col("state") == "COMPLETE").sort("value")
@@ -166,15 +171,24 @@ def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_s
             == best_scaler]  # fmt: skip
     assert result.members == tuple(same[:3]) and result.members[0] == done["number"][0]
     assert result.best.kind == "ensemble" and result.best.extra["trials"] == list(same[:3])
-    # Its forecast is the mean of the members refit one by one.
+    # Its forecast is the mean of the members refit one by one, each with the first one's
+    # validation and calibration rows (so that all fit the scaler on the same rows).
     parsed = parse_space(space)
-    forecasts = []
+    members = []
     for number in result.members:
         row = done.filter(pl.col("number") == number).row(0, named=True)
-        params = {k: parsed[k].decode(row["params"][k]) for k in parsed}
-        member = fit(df, *configs_from_params(params))
-        forecasts.append(nt.forecast(member, df)["y_hat"].to_numpy())
-    mean = np.mean(forecasts, axis=0)
+        config, training, optimizer = configs_from_params(
+            {k: parsed[k].decode(row["params"][k]) for k in parsed}
+        )
+        if members:
+            rows = members[0].extra["calibration"]["calibration_size"]
+            training = dataclasses.replace(
+                training, val_size=members[0].training.val_size, calibration_size=rows
+            )
+        members.append(fit(df, config, training, optimizer))
+    assert all(same_scaler(m, members[0]) for m in members)
+    raw = [m.replace(extra={}) for m in members]  # the ensemble record is not calibrated
+    mean = np.mean([nt.forecast(m, df)["y_hat"].to_numpy() for m in raw], axis=0)
     np.testing.assert_allclose(nt.forecast(result.best, df)["y_hat"], mean, rtol=1e-5)
     with pytest.raises(ValueError, match="ensemble must be a positive number of trials"):
         nt.optimize(df, space, ensemble=0)

@@ -15,6 +15,7 @@ values of those keys and differ in seed, learning rate and dropout.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -49,6 +50,7 @@ from ntjax.optimize.space import (
     parse_space,
 )
 from ntjax.predict.ensembles import ensemble as ensemble_of
+from ntjax.predict.ensembles import same_scaler
 from ntjax.registry import ModelRecord, new_id
 from ntjax.train import Progress, fit
 from ntjax.train.population import Member, PopulationError, fit_population, incompatibility
@@ -830,7 +832,7 @@ def _result(
         members = _ensemble_members(setup, best_trial, completed, gate.score, ensemble)
     best = None
     if refit:
-        records = [fit(setup.frame, *setup.configs(setup.decode(t))) for t in members]
+        records, members = _refit(setup, members)
         best = records[0] if len(records) == 1 else ensemble_of(records, method="mean")
         best = best.replace(
             extra={
@@ -854,6 +856,34 @@ def _result(
         beats_baseline=gate.beaten,
         members=tuple(t.number for t in members),
     )
+
+
+def _refit(
+    setup: _Study, members: list[optuna.trial.FrozenTrial]
+) -> tuple[list[ModelRecord], list[optuna.trial.FrozenTrial]]:
+    """Refits the trials on the whole frame. The first one's validation and calibration rows
+    are given to the others, so that every member fits its scaler on the same rows (how many
+    rows a fit holds out depends on its input size); a member that still scales differently,
+    or whose input no longer fits the series, is left out with a log line."""
+    first = fit(setup.frame, *setup.configs(setup.decode(members[0])))
+    rows = {"val_size": first.training.val_size}
+    calibration = first.extra.get("calibration")
+    if calibration is not None:
+        rows["calibration_size"] = calibration["calibration_size"]
+    records, kept = [first], [members[0]]
+    for trial in members[1:]:
+        config, training, optimizer = setup.configs(setup.decode(trial))
+        try:
+            record = fit(setup.frame, config, dataclasses.replace(training, **rows), optimizer)
+        except ValueError as error:
+            _log.info("trial %d is left out of the ensemble: %s", trial.number, error)
+            continue
+        if not same_scaler(record, first):
+            _log.info("trial %d is left out of the ensemble: its scaler differs.", trial.number)
+            continue
+        records.append(record)
+        kept.append(trial)
+    return records, kept
 
 
 def _ensemble_members(

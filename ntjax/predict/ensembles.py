@@ -11,6 +11,17 @@ from ntjax.models.ensemble import EnsembleConfig
 from ntjax.record import ModelRecord, new_id
 
 
+def same_scaler(a: ModelRecord, b: ModelRecord) -> bool:
+    """Whether two records scale their data alike (kind, series and statistics), as the
+    members of one ensemble must."""
+    return (
+        a.scaler.kind == b.scaler.kind
+        and a.scaler.ids == b.scaler.ids
+        and np.allclose(a.scaler.loc, b.scaler.loc)
+        and np.allclose(a.scaler.scale, b.scaler.scale)
+    )
+
+
 def ensemble(
     records: Sequence[ModelRecord],
     *,
@@ -40,13 +51,7 @@ def ensemble(
             raise ValueError(f"model {r.id} is already an ensemble; ensembles cannot be nested.")
     first = records[0]
     for r in records[1:]:
-        same = (
-            r.scaler.kind == first.scaler.kind
-            and r.scaler.ids == first.scaler.ids
-            and np.allclose(r.scaler.loc, first.scaler.loc)
-            and np.allclose(r.scaler.scale, first.scaler.scale)
-        )
-        if not same:
+        if not same_scaler(r, first):
             raise ValueError(
                 f"models {first.id} and {r.id} were fitted with different scalers (different "
                 "data or scaler kinds); ensemble members must share them."
