@@ -187,9 +187,13 @@ def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_s
             )
         members.append(fit(df, config, training, optimizer))
     assert all(same_scaler(m, members[0]) for m in members)
-    raw = [m.replace(extra={}) for m in members]  # the ensemble record is not calibrated
+    raw = [m.replace(extra={}) for m in members]  # the raw heads, without calibration
     mean = np.mean([nt.forecast(m, df)["y_hat"].to_numpy() for m in raw], axis=0)
-    np.testing.assert_allclose(nt.forecast(result.best, df)["y_hat"], mean, rtol=1e-5)
+    combined = result.best.replace(extra={})
+    np.testing.assert_allclose(nt.forecast(combined, df)["y_hat"], mean, rtol=1e-5)
+    # ... calibrated on the tail every member held out.
+    calibration = result.best.extra["calibration"]
+    assert calibration["source"] == "calibration_tail" and calibration["n_scores"] > 0
     with pytest.raises(ValueError, match="ensemble must be a positive number of trials"):
         nt.optimize(df, space, ensemble=0)
 

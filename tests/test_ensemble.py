@@ -143,6 +143,23 @@ def test_members_with_different_scalers_are_refused(etth1, members):
     assert nt.forecast(members[0], shifted).height == 24
 
 
+def test_members_calibrated_on_one_tail_give_an_ensemble_calibrated_on_it(etth1, members):
+    df, train = etth1
+    assert "calibration" not in nt.ensemble(members[:3]).extra  # no data: the raw heads
+    combined = nt.ensemble(members[:3], df=train)
+    tail = members[0].extra["calibration"]
+    calibration = combined.extra["calibration"]
+    assert calibration["source"] == "calibration_tail" and calibration["n_scores"] > 0
+    assert calibration["calibration_size"] == tail["calibration_size"]
+    assert calibration["method"] == tail["method"] == "rolling"
+    assert calibration["offsets"] != tail["offsets"]  # the ensemble's own conformity scores
+    forecast = nt.forecast(combined, train, levels=(80,))
+    assert (forecast["lo_80"] <= forecast["y_hat"]).all()
+    assert (forecast["y_hat"] <= forecast["hi_80"]).all()
+    split = nt.train(train, SMALL, _training(9, max_steps=5, calibration="split"))
+    assert "calibration" not in nt.ensemble([members[0], split], df=train).extra  # two methods
+
+
 @pytest.mark.parametrize("stacked", [False, True], ids=["records", "vmapped"])
 def test_saved_ensemble_reloads_bit_identically(etth1, members, tmp_path, stacked):
     df, train = etth1

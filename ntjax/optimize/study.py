@@ -833,7 +833,9 @@ def _result(
     best = None
     if refit:
         records, members = _refit(setup, members)
-        best = records[0] if len(records) == 1 else ensemble_of(records, method="mean")
+        best = (
+            records[0] if len(records) == 1 else ensemble_of(records, method="mean", df=setup.frame)
+        )
         best = best.replace(
             extra={
                 **best.extra,

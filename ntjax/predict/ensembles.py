@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ntjax import provenance
+from ntjax.data.frame import validate
+from ntjax.data.windows import channels, pack
 from ntjax.models.ensemble import EnsembleConfig
+from ntjax.predict.conformal import tail_calibration
 from ntjax.record import ModelRecord, new_id
+
+# What must agree between the members' out-of-the-box calibrations for the ensemble to be
+# calibrated on the same tail.
+_CALIBRATION_KEYS = ("method", "source", "calibration_size", "window", "gamma")
 
 
 def same_scaler(a: ModelRecord, b: ModelRecord) -> bool:
@@ -27,6 +35,7 @@ def ensemble(
     *,
     method: str = "mean",
     weights: Sequence[float] | None = None,
+    df: Any = None,
 ) -> ModelRecord:
     """Combines trained records of one horizon into one ensemble record.
 
@@ -40,6 +49,11 @@ def ensemble(
       method: ``mean``, ``median`` or ``weighted``.
       weights: member weights for ``weighted`` (default: inverse validation loss, which every
         member must then have, from training with ``val_size > 0``).
+      df: the members' training data. Where every member was calibrated out of the box on the
+        same tail of it (``TrainingConfig.calibration``, the same calibration rows), the
+        ensemble's intervals are calibrated on that tail too, which no member's gradient or
+        early-stopping check saw; otherwise (or without ``df``) the ensemble is not calibrated
+        and its intervals are the averaged raw heads.
     """
     records = list(records)
     if len(records) < 2:
@@ -75,7 +89,7 @@ def ensemble(
         method=method,
         weights=tuple(weights or ()),
     )
-    return ModelRecord(
+    combined = ModelRecord(
         id=new_id(),
         kind=config.kind,
         config=config,
@@ -87,3 +101,28 @@ def ensemble(
         extra={"members": [r.id for r in records]},
         trained_on=provenance.union(r.trained_on for r in records),
     )
+    return combined if df is None else _tail_calibrated(combined, records, df)
+
+
+def _tail_calibrated(combined: ModelRecord, members: list[ModelRecord], df: Any) -> ModelRecord:
+    """``combined`` calibrated on the tail its members were calibrated on, where they all
+    were on the same one; else as it is."""
+    found = [m.extra.get("calibration") or {} for m in members]
+    if found[0].get("source") != "calibration_tail":
+        return combined
+    settings = [tuple(c.get(k) for k in _CALIBRATION_KEYS) for c in found]
+    if len(set(settings)) > 1:
+        return combined
+    config = combined.config
+    panel = pack(validate(df, exog=(*config.hist_exog, *config.futr_exog)), channels(config))
+    calibration = tail_calibration(
+        combined,
+        panel,
+        method=found[0]["method"],
+        calibration_size=found[0]["calibration_size"],
+        window=found[0].get("window"),
+        gamma=found[0].get("gamma", 0.005),
+    )
+    if not calibration:
+        return combined
+    return combined.replace(extra={**combined.extra, "calibration": calibration})
