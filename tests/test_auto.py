@@ -157,12 +157,15 @@ def test_optimize_reports_the_last_values_score_on_the_same_tail():
         nt.optimize(df, _timed_space(20), baseline_significance=1.5)
 
 
-def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_scaler():
+@pytest.mark.parametrize("quantiles", [None, [0.5]], ids=["intervals", "median"])
+def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_scaler(quantiles):
     df = sine_frame(n_series=2, length=160, noise=0.1)
     space = _timed_space(30) | {
         "training.scaler": {"choice": ["identity", "standard"]},
         "model.input_size": {"choice": [8, 16]},  # refits that hold out different rows
     }
+    if quantiles is not None:  # no interval: nothing calibrated, the tail still held out
+        space["model.quantiles"] = quantiles
     result = nt.optimize(df, space, method="random", n_trials=6, metric="mae", valid_size=12,
                          ensemble=3)  # fmt: skip
     done = result.trials.filter(pl.col("state") == "COMPLETE").sort("value")
@@ -181,9 +184,9 @@ def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_s
             {k: parsed[k].decode(row["params"][k]) for k in parsed}
         )
         if members:
-            rows = members[0].extra["calibration"]["calibration_size"]
+            tail = members[0].trained_on.filter(pl.col("role") == "calibration")["n_rows"]
             training = dataclasses.replace(
-                training, val_size=members[0].training.val_size, calibration_size=rows
+                training, val_size=members[0].training.val_size, calibration_size=tail.max()
             )
         members.append(fit(df, config, training, optimizer))
     assert all(same_scaler(m, members[0]) for m in members)
@@ -192,8 +195,9 @@ def test_an_ensemble_averages_the_best_trained_trials_that_share_the_best_ones_s
     combined = result.best.replace(extra={})
     np.testing.assert_allclose(nt.forecast(combined, df)["y_hat"], mean, rtol=1e-5)
     # ... calibrated on the tail every member held out.
-    calibration = result.best.extra["calibration"]
-    assert calibration["source"] == "calibration_tail" and calibration["n_scores"] > 0
+    if quantiles is None:
+        calibration = result.best.extra["calibration"]
+        assert calibration["source"] == "calibration_tail" and calibration["n_scores"] > 0
     with pytest.raises(ValueError, match="ensemble must be a positive number of trials"):
         nt.optimize(df, space, ensemble=0)
 

@@ -868,10 +868,11 @@ def _refit(
     rows a fit holds out depends on its input size); a member that still scales differently,
     or whose input no longer fits the series, is left out with a log line."""
     first = fit(setup.frame, *setup.configs(setup.decode(members[0])))
-    rows = {"val_size": first.training.val_size}
-    calibration = first.extra.get("calibration")
-    if calibration is not None:
-        rows["calibration_size"] = calibration["calibration_size"]
+    held_out = first.trained_on.filter(pl.col("role") == "calibration")["n_rows"]
+    rows = {
+        "val_size": first.training.val_size,
+        "calibration_size": int(held_out.max()) if held_out.len() else 0,
+    }
     records, kept = [first], [members[0]]
     for trial in members[1:]:
         config, training, optimizer = setup.configs(setup.decode(trial))
